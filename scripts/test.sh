@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: setup, then notebooks/library agreement, stripped outputs, pytest, nbdev_test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
+
+echo "== notebooks and library agree"
+before=$(git status --porcelain -- audioflamingo_lab)
+nbdev_export
+after=$(git status --porcelain -- audioflamingo_lab)
+if [ "$before" != "$after" ] || ! git diff --quiet -- audioflamingo_lab; then
+  echo "FAIL: nbdev_export changed audioflamingo_lab/: the notebooks and the library disagree"; git diff --stat -- audioflamingo_lab; exit 1
+fi
+
+echo "== notebooks carry no outputs"
+python - <<'PY'
+import json, pathlib, sys
+bad = [str(p) for p in sorted(pathlib.Path("nbs").rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts
+       and any(c.get("outputs") or c.get("execution_count") for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")]
+if bad: sys.exit("FAIL: notebooks with outputs committed (run nbdev_clean): " + " ".join(bad))
+PY
+
+echo "== nbdev_test"
+nbdev_test --n_workers 2 --timing
+
+echo "== pytest"
+python -m pytest -q -ra "$@"
