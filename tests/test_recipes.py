@@ -81,3 +81,116 @@ def test_synthetic_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip().splitlines()[-1]) == tmp_path / "cli" / "manifest.jsonl"
     assert len(read_manifest(tmp_path / "cli" / "manifest.jsonl")) > 20
+
+# ---- the recipes that need Debian tools -------------------------------------------------------------------------------
+@needs("fluidsynth")
+def test_instruments_quick(tmp_path):
+    kw = dict(quick=True, families=["keyboard", "bass", "flute"], n_per_family=3, n_phrases=2)
+    a = build("instruments", tmp_path / "a", seed=0, **kw)
+    b = build("instruments", tmp_path / "b", seed=0, **kw)
+    c = build("instruments", tmp_path / "c", seed=1, **kw)
+    assert tree_hash(a.parent) == tree_hash(b.parent) != tree_hash(c.parent)
+    items = read_manifest(a)
+    fam = [i for i in items if i.dataset == "instruments-family"]
+    assert sorted({i.answer for i in fam}) == ["bass", "flute", "keyboard"] and {i.split for i in fam} == {"train", "val", "test"}
+    import pretty_midi
+    for i in items:
+        if i.dataset == "instruments-pitch": assert i.answer == pretty_midi.note_number_to_name(i.extra["pitch"])
+        if i.dataset == "instruments-velocity": assert (i.answer == "loud") == (i.extra["velocity"] >= 100)
+    # the note is really there: the loudest spectral peak sits near the fundamental or a harmonic of it
+    x, sr = sf.read(fam[0].audio)
+    assert np.abs(x).max() > 0.01
+    loud = [i for i in items if i.dataset == "instruments-velocity" and i.answer == "loud"]
+    soft = [i for i in items if i.dataset == "instruments-velocity" and i.answer == "soft"]
+    if loud and soft:                                      # velocity survives rendering (no per-clip normalisation)
+        rms = lambda it: float(np.sqrt((sf.read(it.audio)[0] ** 2).mean()))
+        assert np.median([rms(i) for i in loud]) > np.median([rms(i) for i in soft])
+
+@needs("espeak-ng")
+def test_speech_quick(tmp_path):
+    a = build("speech", tmp_path / "a", quick=True, seed=0, n_per_word=2, languages=["en", "de"])
+    b = build("speech", tmp_path / "b", quick=True, seed=0, n_per_word=2, languages=["en", "de"])
+    c = build("speech", tmp_path / "c", quick=True, seed=5, n_per_word=2, languages=["en", "de"])
+    assert tree_hash(a.parent) == tree_hash(b.parent) != tree_hash(c.parent)
+    items = read_manifest(a)
+    assert {i.dataset for i in items} == {"speech-keywords", "speech-digits", "speech-language", "speech-speaker", "speech-captioning"}
+    from data_recipes.speech import KEYWORDS, DIGITS
+    assert sorted({i.answer for i in items if i.dataset == "speech-keywords"}) == sorted(KEYWORDS)
+    assert sorted({i.answer for i in items if i.dataset == "speech-digits"}) == sorted(DIGITS)
+    assert {i.answer for i in items if i.dataset == "speech-language"} <= {"English", "German"}
+    for i in items:
+        assert i.answer in i.options or i.task == "captioning"
+        if i.dataset == "speech-digits": assert DIGITS.index(i.answer) == int(i.extra["text"])
+
+@pytest.mark.skipif(not Path("/usr/share/tuxpaint/stamps").is_dir(), reason="needs Debian package tuxpaint-stamps-default")
+def test_sound_effects_quick(tmp_path):
+    a = build("sound_effects", tmp_path / "a", quick=True, seed=0, limit=6)
+    b = build("sound_effects", tmp_path / "b", quick=True, seed=0, limit=6)
+    c = build("sound_effects", tmp_path / "c", quick=True, seed=1, limit=6)
+    assert tree_hash(a.parent) == tree_hash(b.parent) != tree_hash(c.parent)
+    items = read_manifest(a)
+    caps = [i for i in items if i.task == "captioning"]
+    assert len(caps) == 6 and all("GPL-2" in i.extra["license"] for i in items)
+    for i in caps:                                     # the caption is the first line of the stamp's .txt
+        txt = (Path("/usr/share/tuxpaint/stamps") / i.extra["source"]).with_suffix(".txt").read_text().splitlines()[0]
+        assert txt.lower().startswith(i.answer.lower())
+    assert "GPL" in (a.parent / "README.md").read_text() and (a.parent / "audio" / "LICENSE-tuxpaint-stamps").is_file()
+
+# ---- bring your own ---------------------------------------------------------------------------------------------------
+def test_byo_labels_reports_bad_rows_and_splits(tmp_path, tone):
+    clips = tmp_path / "clips"; clips.mkdir()
+    rows = [("file", "label")]
+    for lab, f in (("dog", 300), ("cat", 600)):
+        for k in range(5): tone(f"clips/{lab}{k}.wav", seconds=0.1, freq=f + k); rows.append((f"{lab}{k}.wav", lab))
+    (clips / "broken.wav").write_text("not audio")
+    good = clips / "labels.csv"
+    with open(good, "w", newline="") as f: csv.writer(f).writerows(rows)
+    m = build("byo", tmp_path / "out", csv=str(good))
+    items = read_manifest(m)
+    assert len(items) == 10 and all(i.options == ["cat", "dog"] for i in items)
+    for lab in ("cat", "dog"): assert sorted(i.split for i in items if i.answer == lab) == ["test", "train", "train", "train", "val"]
+    assert items[0].audio == str((clips / "dog0.wav").resolve()) and items[0].dataset == "clips"
+    # bad rows: reported all at once with their CSV line numbers
+    bad = clips / "bad.csv"
+    with open(bad, "w", newline="") as f: csv.writer(f).writerows(rows + [("missing.wav", "dog"), ("cat1.wav", " "), ("broken.wav", "cat"), ("", "dog")])
+    from audioflamingo_lab.manifest import ManifestError
+    with pytest.raises(ManifestError) as e: build("byo", tmp_path / "out2", csv=str(bad))
+    assert {(l, f) for l, f, _ in e.value.problems} == {(12, "file"), (13, "label"), (14, "file"), (15, "file")}
+    assert f"{bad}:12: file: not found" in str(e.value) and not (tmp_path / "out2").exists()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m2 = build("byo", tmp_path / "out2", csv=str(bad), skip_bad=True)
+    assert "skipped 4 bad row(s) on line(s) 12, 13, 14, 15" in str(w[0].message) and len(read_manifest(m2)) == 10
+    with pytest.raises(FileExistsError): build("byo", tmp_path / "out2", csv=str(bad), skip_bad=True)
+    hdr = clips / "hdr.csv"; hdr.write_text("path,name\nx.wav,dog\n")
+    with pytest.raises(ManifestError, match="file,label"): build("byo", tmp_path / "out3", csv=str(hdr))
+
+def test_byo_captions_group_references_and_copy(tmp_path, tone):
+    (tmp_path / "c").mkdir()
+    for k in range(4): tone(f"c/{k}.wav", seconds=0.1)
+    (tmp_path / "c" / "caps.csv").write_text("file,caption\n0.wav,a tone\n0.wav,a beep\n1.wav,a hum\n2.wav,x\n3.wav,y\n")
+    m = build("byo", tmp_path / "out", csv=str(tmp_path / "c" / "caps.csv"), copy=True, dataset="mine")
+    items = read_manifest(m)
+    assert [(i.answer, i.references) for i in items] == [("a tone", ["a beep"]), ("a hum", []), ("x", []), ("y", [])]
+    assert all(Path(i.audio).parent == (tmp_path / "out" / "audio").resolve() for i in items)
+    assert sorted(i.split for i in items) == ["test", "train", "train", "val"] and {i.task for i in items} == {"captioning"}
+
+# ---- dialogue ---------------------------------------------------------------------------------------------------------
+def test_dialogue_from_synthetic(tmp_path):
+    src = build("synthetic", tmp_path / "syn", quick=True, n_per_class=1, n_scenes=4)
+    a = build("dialogue", tmp_path / "a", source=src)
+    b = build("dialogue", tmp_path / "b", source=src)
+    assert a.read_bytes() == b.read_bytes()
+    source = {i.id: i for i in read_manifest(src)}
+    items = read_manifest(a)
+    assert items and all(i.task == "dialogue" and len(i.turns) >= 2 for i in items)
+    from data_recipes.synthetic import HELDOUT_CLASSES
+    for d in items:
+        srcs = [source[s] for s in d.extra["source_ids"]]
+        assert {s.audio for s in srcs} == {d.audio} and {s.split for s in srcs} == {d.split}
+        assert not any(s.answer in HELDOUT_CLASSES for s in srcs)          # unseen classes stay unheard
+        answers = " ".join(t["assistant"] for t in d.turns)
+        assert any(s.answer.rstrip(".") in answers for s in srcs)
+    # with no source it builds the synthetic recipe inside its own folder
+    c = build("dialogue", tmp_path / "c", quick=True)
+    assert (tmp_path / "c" / "audio" / "synthetic" / "manifest.jsonl").is_file() and len(read_manifest(c)) > 10
