@@ -245,7 +245,8 @@ def build(out, quick: bool = False, seed: int = 0, overwrite: bool = False, clas
             i = j % n_per_class
             x, word = make_event(label, clip_seconds, rng_for(seed, "event", label, i), sample_rate)
             path = write_wav(out / "audio" / "events" / f"{label.replace(' ', '_')}-{i:03d}.wav",
-                             x * rng_for(seed, "gain", label, i).uniform(0.3, 0.9), sample_rate)
+                             x * rng_for(seed, "gain", label, i).uniform(0.3, 0.9)
+                             + 0.003 * rng_for(seed, "floor", label, i).standard_normal(len(x)), sample_rate)  # faint noise floor
             items.append(Item(f"{label.replace(' ', '_')}-{i:03d}", str(path), task="classification",
                               prompt="what is this sound?", answer=label, split=split, dataset=dataset,
                               options=list(group), extra={"pitch": word} if word else {}))
