@@ -4,6 +4,7 @@ import numpy as np, pytest, torch, faiss
 from torch import nn
 from audioflamingo_lab.core import Item
 from audioflamingo_lab.audio import load_audio, sliding_windows
+from audioflamingo_lab.encoders import WindowEncoder
 from audioflamingo_lab.icl import file_key, episodes_from_interleaved
 from audioflamingo_lab.manifest import write_manifest, read_manifest
 from audioflamingo_lab.rag import (ClipIndex, IndexMismatch, IndexParams, embed_clips, make_faiss_index, recall_at_k,
@@ -11,7 +12,7 @@ from audioflamingo_lab.rag import (ClipIndex, IndexMismatch, IndexParams, embed_
 from conftest import write_tone
 
 
-class FakeEncoder(nn.Module):
+class FakeEncoder(WindowEncoder):
     "Deterministic window encoder: a fixed random projection of each window's magnitude spectrum; counts forward calls."
     sample_rate, window_s, hop_s, dim = 4000, 0.5, 0.25, 16
     def __init__(self, key="fake-v1"):
@@ -171,13 +172,17 @@ def test_embed_clips_pooling_against_hand_computed(tmp_path):
     with pytest.raises(ValueError, match="'t'.*text-only"): embed_clips([Item("t", None)], enc)
 
 
-def test_embed_clips_second_call_does_no_encoder_work(tmp_path):
-    pytest.importorskip("audioflamingo_lab.encoders", reason="the encoders module (EmbeddingCache) has not landed")
+@pytest.mark.parametrize("which", ["fake", "mel"])
+def test_embed_clips_second_call_does_no_encoder_work(tmp_path, which):
+    from audioflamingo_lab.encoders import build_encoder
     enc = FakeEncoder()
+    if which == "mel":                                                 # the lab's real (tiny) encoder, calls counted
+        enc = build_encoder("mel"); enc.calls = 0
+        enc.register_forward_pre_hook(lambda m, a: setattr(m, "calls", m.calls + 1))
     paths = [write_tone(tmp_path / f"c{i}.wav", 0.8, 4000, 300 + 50 * i) for i in range(3)]
     first = embed_clips(paths, enc, cache_root=tmp_path / "cache")
     calls = enc.calls
-    assert calls > 0
+    assert calls > 0 and first.shape == (3, enc.dim)
     second = embed_clips(paths, enc, cache_root=tmp_path / "cache")
     assert enc.calls == calls and np.allclose(first, second, atol=1e-6)
     assert np.allclose(first, embed_clips(paths, enc), atol=1e-5)          # the cache gives what the encoder gives
