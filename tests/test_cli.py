@@ -1,0 +1,123 @@
+"The `afl` command end to end: data, train (resume after a kill, DDP on 2 CPU processes), eval on a hand-written manifest, chat."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pytest, soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+AFL = [str(Path(sys.executable).parent / "afl")]     # the console script (DDP re-launches it per rank)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
+
+def afl(*args, check=True, timeout=600, **kw):
+    r = subprocess.run([*AFL, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode: raise AssertionError(f"afl {' '.join(map(str, args))} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+def train_args(data, out, cache, steps=6, every=3):
+    return ["train", "--config", ROOT / "configs/tiny-pretrain.yaml", "--out", out, "--data.train", f"{{{data}: 1.0}}",
+            "--data.cache", cache, "--trainer.max_steps", steps, "--trainer.checkpoint_every_n_steps", every,
+            "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    "Quick synthetic data and a tiny model trained for 6 steps through `afl train`."
+    tmp = tmp_path_factory.mktemp("cli")
+    afl("data", "build", "synthetic", "--out", tmp / "data", "--quick")
+    afl(*train_args(tmp / "data/manifest.jsonl", tmp / "run", tmp / "cache"))
+    return tmp
+
+def test_help_on_every_subcommand():
+    for cmd in (["--help"], ["data", "build", "--help"], ["index", "build", "--help"], ["train", "--help"],
+                ["eval", "--help"], ["chat", "--help"], ["demo", "--help"]):
+        r = afl(*cmd)
+        assert "usage: afl" in r.stdout, cmd
+
+def test_train_writes_run_and_refuses_overwrite(run):
+    from audioflamingo_lab.training import load_checkpoint
+    out = run / "run"
+    for name in ("config.yaml", "model.safetensors", "checkpoints/last.ckpt"): assert (out / name).exists(), name
+    gates = sorted((out / "gates").glob("*.safetensors"))
+    assert [p.name for p in gates] == [f"gates-step{s:06d}.safetensors" for s in (0, 3, 6)]
+    model = load_checkpoint(out / "model.safetensors")
+    assert any(abs(g["attn"]) > 0 for g in model.gate_values())          # the gates moved off zero
+    r = afl(*train_args(run / "data/manifest.jsonl", out, run / "cache"), check=False)
+    assert r.returncode != 0 and "already holds a finished run" in r.stderr
+
+def test_kill_then_resume(run):
+    "Kill `afl train` mid-run; the same command continues from last.ckpt instead of starting over."
+    out = run / "resume"
+    args = train_args(run / "data/manifest.jsonl", out, run / "cache", steps=16, every=4)
+    p = subprocess.Popen([*AFL, *map(str, args)], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last, deadline = out / "checkpoints/last.ckpt", time.time() + 300
+    while not (out / "gates/gates-step000012.safetensors").exists():   # last.ckpt (saved after the snapshot) holds >= step 8
+        assert p.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert last.exists() and not (out / "model.safetensors").exists()
+    r = afl(*args)
+    assert "resuming" in r.stderr
+    import csv
+    second = sorted((out / "logs").glob("version_*"))[-1] / "metrics.csv"
+    steps = [int(row["step"]) for row in csv.DictReader(second.open()) if row.get("step")]
+    assert steps and min(steps) >= 8                                      # the second run continued past step 8
+    assert (out / "gates/gates-step000016.safetensors").exists() and (out / "model.safetensors").exists()
+
+def test_ddp_two_cpu_processes(run):
+    r = afl(*train_args(run / "data/manifest.jsonl", run / "ddp", run / "cache", steps=4, every=2),
+            "--devices", 2, "--strategy", "ddp")
+    log = r.stdout + r.stderr
+    assert "MEMBER: 2/2" in log and "gloo" in log.lower()
+    assert (run / "ddp/model.safetensors").exists()
+
+def _tone(path, seconds, sr, freq, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.4 * np.sin(2 * np.pi * freq * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    sf.write(path, np.stack([x] * channels, 1) if channels > 1 else x, sr)
+
+def test_eval_on_a_hand_written_manifest(run, tmp_path):
+    "A manifest written from the schema (not by a recipe): mixed rates, lengths, a stereo file, an over-long clip."
+    rates, lengths = [8000, 16000, 22050, 44100, 48000], [0.5, 1.2, 3.0, 9.0]
+    lines, n = [], 0
+    for label, freq in (("low hum", 150), ("high whistle", 2500)):
+        for i in range(5):
+            name = f"clip{n}.{'flac' if n % 2 else 'wav'}"
+            _tone(tmp_path / name, lengths[n % 4], rates[n % 5], freq * (1 + 0.02 * i), channels=1 + n % 2)
+            split = "test" if i >= 3 else "train"
+            lines.append({"id": f"c{n}", "audio": name, "task": "classification", "prompt": "what is this sound?",
+                          "answer": label, "options": ["high whistle", "low hum"], "split": split, "dataset": "byhand"})
+            n += 1
+    _tone(tmp_path / "long.wav", 40.0, 16000, 300)                      # > 33.25 s: cropped with a warning
+    lines.append({"id": "long", "audio": "long.wav", "task": "classification", "prompt": "what is this sound?",
+                  "answer": "low hum", "options": ["high whistle", "low hum"], "split": "test", "dataset": "byhand"})
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+    out = tmp_path / "eval"
+    afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "m.jsonl", "--shots", "0,1,2",
+        "--select", "random,rag", "--out", out, "--cache", tmp_path / "cache", "--max_new_tokens", 4)
+    report = json.loads((out / "report.json").read_text())
+    assert report["metric"] == "accuracy"
+    got = {(r["shots"], r["select"]) for r in report["results"]}
+    assert got == {(0, "none"), (1, "random"), (2, "random"), (1, "rag"), (2, "rag")}
+    for r in report["results"]:
+        assert r["n"] == 5 and 0 <= r["ci95"][0] <= r["score"] <= r["ci95"][1] <= 1
+    assert (out / "fewshot.png").read_bytes()[:4] == b"\x89PNG"
+    r = afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "m.jsonl", "--out", out, check=False)
+    assert r.returncode != 0 and "exists" in r.stderr                     # a report is never overwritten silently
+
+def test_eval_names_a_bad_manifest_line(run, tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"id": "a", "audio": "missing.wav", "task": "classification", "prompt": "p", '
+                                        '"answer": "x", "split": "test", "dataset": "d"}\nnot json\n')
+    r = afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "bad.jsonl", "--out", tmp_path / "e",
+            "--select", "random", check=False)
+    assert r.returncode != 0 and "bad.jsonl:1" in r.stderr and "bad.jsonl:2" in r.stderr
+
+def test_chat_encodes_the_audio_once(run, tmp_path):
+    from audioflamingo_lab.cli import chat
+    from audioflamingo_lab.encoders import MelConvEncoder
+    _tone(tmp_path / "a.wav", 2.0, 16000, 440)
+    calls = []
+    h = __import__("torch").nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: calls.append(1) if isinstance(m, MelConvEncoder) else None)
+    try: turns = chat(str(run / "run/model.safetensors"), str(tmp_path / "a.wav"), questions=["what is it?", "is it loud?"], max_new_tokens=3)
+    finally: h.remove()
+    assert [t["user"] for t in turns] == ["what is it?", "is it loud?"] and all(isinstance(t["assistant"], str) for t in turns)
+    assert len(calls) == 1
