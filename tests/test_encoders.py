@@ -228,3 +228,12 @@ def test_cache_several_processes(tmp_path, clips):
         warnings.simplefilter("error")                            # no corrupt entry anywhere
         got = [cache.get(p)[0].sum().item() for p in clips[:2]]
     assert cache.encoder_calls == 0 and got == results[0]
+
+def test_htsat_sixteen_real_windows(clap, clap_windows):
+    "A full forward of 16 real windows (the AF1 maximum, 33.25 s): (1, 16, 512), each window encoded on its own."
+    w = torch.from_numpy(np.random.default_rng(1).normal(0, 0.1, (1, 16, 7 * 48000)).astype(np.float32))
+    w[0, :2] = clap_windows[0]
+    with torch.no_grad(): out = clap(w)
+    assert out.shape == (1, 16, 512) and torch.isfinite(out).all()
+    with torch.no_grad(): ref = clap(clap_windows)
+    assert torch.allclose(out[0, :2], ref[0], atol=1e-5)                 # windows do not see each other
