@@ -41,6 +41,9 @@ def test_train_writes_run_and_refuses_overwrite(run):
     assert any(abs(g["attn"]) > 0 for g in model.gate_values())          # the gates moved off zero
     r = afl(*train_args(run / "data/manifest.jsonl", out, run / "cache"), check=False)
     assert r.returncode != 0 and "already holds a finished run" in r.stderr
+    before = (out / "model.safetensors").stat().st_mtime_ns
+    afl(*train_args(run / "data/manifest.jsonl", out, run / "cache"), "--overwrite", "true")
+    assert (out / "model.safetensors").stat().st_mtime_ns > before and not (out / ".afl.lock").exists()
 
 def test_kill_then_resume(run):
     "Kill `afl train` mid-run; the same command continues from last.ckpt instead of starting over."
