@@ -6,7 +6,6 @@
 from __future__ import annotations
 import random
 from functools import partial
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 import numpy as np

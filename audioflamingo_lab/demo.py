@@ -5,7 +5,7 @@
 # %% ../nbs/16_demo.ipynb #dd1d0e64
 from __future__ import annotations
 import json, shutil, sys, time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import yaml
 from .cli import DataSection, ModelSection, OptimSection, TrainerSection, train, folder_lock, clear_folder

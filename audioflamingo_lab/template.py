@@ -5,7 +5,7 @@
 # %% ../nbs/05_template.ipynb #06e4080a
 from __future__ import annotations
 import hashlib, json, os, random, shutil, tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from .core import Item, Episode, stable_seed
