@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_audio.ipynb #922d75c8
 from __future__ import annotations
-import os, warnings
+import math, os, warnings
 import numpy as np
 import soundfile as sf
 import soxr

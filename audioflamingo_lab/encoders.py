@@ -4,10 +4,11 @@
 
 # %% ../nbs/02_encoders.ipynb #e39d7515
 from __future__ import annotations
-import dataclasses, hashlib, importlib, importlib.util, json, os, sys, tempfile, types, warnings
+import dataclasses, hashlib, importlib, importlib.util, json, os, pathlib, sys, tempfile, types, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F

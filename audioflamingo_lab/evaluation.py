@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_evaluation.ipynb #e8d025dd
 from __future__ import annotations
-import json, re
+import difflib, json, math, re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
