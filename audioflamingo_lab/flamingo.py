@@ -46,6 +46,8 @@ class FlamingoConfig:
     hop_s: float = 1.75                   # ... every 1.75 s (5.25 s overlap)
     max_windows: int = 16                 # 16 windows cover 33.25 s
     max_audios: int = 8                   # 7 retrieved shots + the query
+    media_attention: str = "cumulative"   # AF1: text sees every audio so far; "immediate" (Flamingo): only the latest
+                                          # (named so as not to clash with the media_mask tensor of window validity)
     max_tokens: int = 512                 # AF1 truncates sequences at 512 tokens
     dtype: str = "float32"                # "bfloat16" on GPUs
 
@@ -92,8 +94,8 @@ PRESETS = {"tiny": TinyConfig, "af1": AF1Config, "small": SmallConfig}
 # %% ../nbs/06_flamingo.ipynb #0fa04dda
 class MediaState:
     "The media of the current call, the mask of the current input chunk and the per-block K/V cache, shared by the wrappers."
-    def __init__(self, audio_token_id: int):
-        self.audio_token_id = audio_token_id
+    def __init__(self, audio_token_id: int, rule: str = "cumulative"):
+        self.audio_token_id, self.rule = audio_token_id, rule
         self.clear()
 
     def clear(self):
@@ -118,7 +120,7 @@ class MediaState:
         "Called with every input chunk: build its (b, T, M) mask, then count its <audio> tokens."
         if self.media is None: return
         if input_ids.shape[0] != self.media.shape[0]: self._expand(input_ids.shape[0])
-        self.attn_mask = media_attention_mask(input_ids, self.audio_token_id, self.media_mask, self.audios_seen)
+        self.attn_mask = media_attention_mask(input_ids, self.audio_token_id, self.media_mask, self.audios_seen, self.rule)
         self.audios_seen = self.audios_seen + (input_ids == self.audio_token_id).sum(1)
 
     def _expand(self, b: int):
@@ -197,7 +199,7 @@ class Flamingo(nn.Module):
         self.audio_layers = AudioTransformer(config.encoder_dim, config.media_dim, config.audio_layers, config.audio_heads,
                                              config.audio_ffn, config.max_windows, config.audio_positions,
                                              config.audio_norm_first)
-        self.media_state = MediaState(self.token_ids["audio"])
+        self.media_state = MediaState(self.token_ids["audio"], config.media_attention)
         self.layers_path = find_decoder_layers(lm)
         layers = lm.get_submodule(self.layers_path)
         for i in range(len(layers)):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_training.ipynb #b830741d
 from __future__ import annotations
-import json, math
+import json, math, re
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
@@ -29,6 +29,7 @@ class LoraSettings:
     alpha: int = 16                 # alpha / r = 2, the usual scale
     dropout: float = 0.0            # tiny data sets: keep steps deterministic
     targets: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_attn")   # Llama/OPT/GPT-2 names
+    from_layer: int = 0             # adapt decoder layers >= this only (with xattn_from: a short backward pass)
 
 def _xattn_prefixes(model) -> list[str]:
     return [n + "." for n, m in model.named_modules() if isinstance(m, GatedCrossAttentionBlock)]
@@ -58,8 +59,9 @@ def _embedding_params(model) -> list[nn.Parameter]:
 def _inject_lora(model, lora: LoraSettings):
     from peft import LoraConfig, inject_adapter_in_model
     xattn = _xattn_prefixes(model)
+    layer_of = lambda name: int(hit.group(1)) if (hit := re.search(r"\.(\d+)\.", name)) else 0
     targets = [n for n, m in model.lm.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-1] in lora.targets
-               and not any(("lm." + n).startswith(p) for p in xattn)]
+               and not any(("lm." + n).startswith(p) for p in xattn) and layer_of(n) >= lora.from_layer]
     if not targets: raise ValueError(f"no LoRA target in the LM: none of its Linear layers is named one of {lora.targets}")
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
     inject_adapter_in_model(cfg, model.lm)

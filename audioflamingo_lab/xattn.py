@@ -9,12 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['media_attention_mask', 'MaskedCrossAttention', 'GatedCrossAttentionBlock']
+__all__ = ['MEDIA_RULES', 'media_attention_mask', 'MaskedCrossAttention', 'GatedCrossAttentionBlock']
 
 # %% ../nbs/04_xattn.ipynb #af8a490a
+MEDIA_RULES = ("cumulative", "immediate")
+
 def media_attention_mask(input_ids: torch.Tensor, audio_token_id: int, media_mask: torch.Tensor,
-                         audios_before: torch.Tensor | None = None) -> torch.Tensor:
+                         audios_before: torch.Tensor | None = None, rule: str = "cumulative") -> torch.Tensor:
     "Bool (B, T, A·n): token t may attend to window slot j. `media_mask` (B, A, n) marks real windows."
+    if rule not in MEDIA_RULES: raise ValueError(f"rule must be one of {MEDIA_RULES}, got {rule!r}")
     B, T = input_ids.shape
     if media_mask.dim() != 3 or media_mask.shape[0] != B:
         raise ValueError(f"media_mask must be (B={B}, A, n), got {tuple(media_mask.shape)}")
@@ -24,8 +27,10 @@ def media_attention_mask(input_ids: torch.Tensor, audio_token_id: int, media_mas
     if T and seen.numel() and int(seen[:, -1].max()) > A:
         row = int(seen[:, -1].argmax())
         raise ValueError(f"row {row} has {int(seen[row, -1])} <audio> tokens (with audios_before) but the media hold only {A} audios")
-    owner = torch.arange(A, device=seen.device).repeat_interleave(n)  # the audio each slot belongs to
-    return (owner.view(1, 1, -1) < seen.unsqueeze(-1)) & media_mask.reshape(B, 1, A * n).to(torch.bool)
+    owner = torch.arange(A, device=seen.device).repeat_interleave(n).view(1, 1, -1)  # the audio each slot belongs to
+    seen = seen.unsqueeze(-1)
+    allowed = owner < seen if rule == "cumulative" else owner == seen - 1
+    return allowed & media_mask.reshape(B, 1, A * n).to(torch.bool)
 
 # %% ../nbs/04_xattn.ipynb #39441bb7
 class MaskedCrossAttention(nn.Module):

@@ -14,9 +14,9 @@ LMS = {
     "gpt2": dict(model_type="gpt2", vocab_size=None, n_embd=64, n_layer=2, n_head=4, n_positions=256),
 }
 
-def make(kind="llama", xattn_every=1, seed=0):
+def make(kind="llama", xattn_every=1, seed=0, media_attention="cumulative"):
     torch.manual_seed(seed)
-    config = FlamingoConfig(lm_config=LMS[kind], xattn_every=xattn_every, **SMALL)
+    config = FlamingoConfig(lm_config=LMS[kind], xattn_every=xattn_every, media_attention=media_attention, **SMALL)
     lm, tok = _build_lm(config)
     plain = copy.deepcopy(lm).eval()
     return Flamingo(config, lm, tok).eval(), plain
@@ -66,9 +66,10 @@ def greedy_uncached(model, ids, emb, mask, steps):
         allowed = step.clone(); allowed[model.token_ids["audio"]] = float("-inf"); seq.append(int(allowed.argmax()))
     return seq[len(ids):], torch.stack(logits)
 
+@pytest.mark.parametrize("rule", ["cumulative", "immediate"])
 @pytest.mark.parametrize("n_audios", [1, 2, 8])
-def test_cached_greedy_equals_uncached_batched_left_padded(n_audios):
-    model, _ = make("llama")
+def test_cached_greedy_equals_uncached_batched_left_padded(n_audios, rule):
+    model, _ = make("llama", media_attention=rule)
     open_gates(model)
     rows = [prompt(model, n_audios, L, seed=10 * n_audios + L) for L in (12, 25)]
     T = max(len(r[0]) for r in rows)
@@ -160,3 +161,14 @@ def test_build_model_presets_without_encoder():
     assert isinstance(model.config, TinyConfig) and len(model.xattn_layers()) == 4
     assert model.lm.config._attn_implementation == "sdpa"
     assert model.generate_text("hello", max_new_tokens=2, do_sample=False) is not None
+
+def test_immediate_rule_hides_earlier_audios_from_the_cross_attention():
+    "Immediate: tokens after the last <audio> put no cross-attention on earlier audios' windows; cumulative: they do."
+    for rule in ("immediate", "cumulative"):
+        model, _ = make("llama", media_attention=rule)
+        open_gates(model)
+        ids, emb, mask = prompt(model, 3, 20, seed=5)
+        last = max(i for i, t in enumerate(ids) if t == model.token_ids["audio"])
+        maps = model.cross_attention({"input_ids": torch.tensor([ids]), "audio_embeds": emb, "media_mask": mask})
+        earlier = torch.stack([m[0, :, last:, : 2 * 4].sum() for m in maps]).sum()   # slots of audios 0 and 1
+        assert (float(earlier) == 0.0) == (rule == "immediate"), rule

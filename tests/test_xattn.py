@@ -6,8 +6,8 @@ from audioflamingo_lab.audio_layers import AudioTransformer
 
 AUDIO = 7
 
-def brute_mask(ids, media_mask, audios_before=None):
-    "The rule spelled out token by token: after the k-th <audio> (cumulative), real windows of audios 0..k."
+def brute_mask(ids, media_mask, audios_before=None, rule="cumulative"):
+    "The rule spelled out token by token: after the k-th <audio>, real windows of audios 0..k (immediate: of audio k)."
     B, T = len(ids), len(ids[0]); _, A, n = media_mask.shape
     out = torch.zeros(B, T, A * n, dtype=torch.bool)
     for b in range(B):
@@ -15,6 +15,7 @@ def brute_mask(ids, media_mask, audios_before=None):
         for t in range(T):
             if ids[b][t] == AUDIO: seen += 1
             for k in range(seen):
+                if rule == "immediate" and k != seen - 1: continue
                 for j in range(n):
                     if media_mask[b, k, j]: out[b, t, k * n + j] = True
     return out
@@ -27,23 +28,29 @@ def random_layout(rng, B, T, A, n, counts):
         for k in range(c): media_mask[b, k, : rng.randint(1, n)] = True     # padded windows at the end
     return ids, media_mask
 
+@pytest.mark.parametrize("rule", ["cumulative", "immediate"])
 @pytest.mark.parametrize("counts", [[0], [1], [2], [8], [0, 1, 2, 8], [3, 3], [8, 0]])
-def test_mask_matches_brute_force(counts):
+def test_mask_matches_brute_force(counts, rule):
     rng = random.Random(sum(counts) * 31 + len(counts))
     A, n, T = max(max(counts), 1), 4, 24
     ids, media_mask = random_layout(rng, len(counts), T, A, n, counts)
-    got = media_attention_mask(torch.tensor(ids), AUDIO, media_mask)
-    assert torch.equal(got, brute_mask(ids, media_mask))
+    got = media_attention_mask(torch.tensor(ids), AUDIO, media_mask, rule=rule)
+    assert torch.equal(got, brute_mask(ids, media_mask, rule=rule))
 
-def test_mask_with_audios_before_equals_the_tail_of_the_full_mask():
+@pytest.mark.parametrize("rule", ["cumulative", "immediate"])
+def test_mask_with_audios_before_equals_the_tail_of_the_full_mask(rule):
     rng = random.Random(3)
     ids, media_mask = random_layout(rng, 4, 30, 8, 3, [8, 2, 0, 5])
-    full = media_attention_mask(torch.tensor(ids), AUDIO, media_mask)
+    full = media_attention_mask(torch.tensor(ids), AUDIO, media_mask, rule=rule)
     for cut in (1, 10, 29):
         before = torch.tensor([sum(t == AUDIO for t in row[:cut]) for row in ids])
         tail = [row[cut:] for row in ids]
-        got = media_attention_mask(torch.tensor(tail), AUDIO, media_mask, audios_before=before)
-        assert torch.equal(got, full[:, cut:]) and torch.equal(got, brute_mask(tail, media_mask, before))
+        got = media_attention_mask(torch.tensor(tail), AUDIO, media_mask, audios_before=before, rule=rule)
+        assert torch.equal(got, full[:, cut:]) and torch.equal(got, brute_mask(tail, media_mask, before, rule))
+
+def test_unknown_mask_rule_is_refused():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        media_attention_mask(torch.tensor([[AUDIO]]), AUDIO, torch.ones(1, 1, 1, dtype=torch.bool), rule="latest")
 
 def test_mask_af1_examples_apart_from_the_two_changes():
     # AF1: tokens at/after the k-th <audio> see audios 0..k (kept); text before the first <audio> sees audio 0 (changed:
