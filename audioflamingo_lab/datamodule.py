@@ -15,7 +15,7 @@ from torch.utils.data import Dataset, DataLoader, Sampler
 from tqdm.auto import tqdm
 from .core import Item, Episode, stable_seed
 from .template import render, collate_rendered, token_ids
-from .icl import make_episode
+from .icl import make_episode, EpisodeMix
 
 # %% auto #0
 __all__ = ['load_media', 'EpisodeDataset', 'collate', 'blend_indices', 'BlendSampler', 'AudioFlamingoDataModule']
@@ -33,7 +33,7 @@ def load_media(item: Item, cache=None, encoder=None, max_windows: int = 16) -> t
 class EpisodeDataset(Dataset):
     "Items or episodes -> `{'rendered': Rendered, 'media': [(x, mask), ...], 'media_key': 'audio_embeds'|'audio'}`."
     def __init__(self, samples: Sequence[Item | Episode], tokenizer, cache=None, encoder=None,
-                 selector=None,                       # an icl.ShotSelector; None = no ICL
+                 selector=None,                       # an icl.ShotSelector (with icl_prob) or an icl.EpisodeMix; None = no ICL
                  icl_prob: float = 0.0,               # AF1 SFT mixes ~20-50 % interleaved samples
                  k_range: tuple[int, int] = (1, 7),   # AF1: up to 7 shots + the query
                  max_tokens: int = 512,               # AF1's max_tokens
@@ -42,6 +42,7 @@ class EpisodeDataset(Dataset):
                  seed: int = 0):
         if not 0.0 <= icl_prob <= 1.0: raise ValueError(f"icl_prob must be in [0, 1], got {icl_prob}")
         if icl_prob > 0 and selector is None: raise ValueError("icl_prob > 0 needs a shot selector")
+        self.mix = selector if isinstance(selector, EpisodeMix) else None   # a mix draws its own kinds (plain ones too)
         if not 0 <= k_range[0] <= k_range[1]: raise ValueError(f"k_range must be (lo, hi) with 0 <= lo <= hi, got {k_range}")
         self.samples, self.tokenizer, self.cache, self.encoder = list(samples), tokenizer, cache, encoder
         self.selector, self.icl_prob, self.k_range = selector, icl_prob, tuple(k_range)
@@ -55,6 +56,7 @@ class EpisodeDataset(Dataset):
         "The episode for index i: as given, or the query with k shots from the selector (with probability icl_prob)."
         s = self.samples[i]
         if isinstance(s, Episode): return s
+        if self.mix is not None: return self.mix(s, rng)
         if self.selector is not None and rng.random() < self.icl_prob:
             return make_episode(s, self.selector, rng.randint(*self.k_range))
         return Episode(s)

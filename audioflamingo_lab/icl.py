@@ -5,13 +5,16 @@
 # %% ../nbs/09_icl.ipynb #39453c68
 from __future__ import annotations
 import hashlib, os, random
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from .core import Item, Episode, stable_seed
 
 # %% auto #0
 __all__ = ['ORDERS', 'file_sha256', 'file_key', 'ShotSelector', 'NoShots', 'RandomShots', 'RetrievedShots', 'MixedShots',
-           'make_episodes', 'make_episode', 'episodes_from_interleaved']
+           'make_episodes', 'make_episode', 'BalancedShots', 'nonsense_name', 'relabel', 'EpisodeKind', 'EpisodeMix',
+           'episodes_from_interleaved']
 
 # %% ../nbs/09_icl.ipynb #5f264ed9
 @lru_cache(maxsize=None)
@@ -49,23 +52,28 @@ class ShotSelector:
         if k < 0: raise ValueError(f"k must be >= 0, got {k}")
         self.k, self.order, self.seed = k, order, seed
 
-    def candidates(self, queries: list[Item], k: int) -> list[list[tuple[Item, float | None]]]:
+    def candidates(self, queries: list[Item], k: int, draw: int = 0) -> list[list[tuple[Item, float | None]]]:
         "Up to `k` `(item, score)` candidates per query, none of them the query or its file."
         raise NotImplementedError
 
-    def rng(self, query: Item) -> random.Random: return random.Random(stable_seed(type(self).__name__, self.seed, query.id))
+    def rng(self, query: Item, draw: int = 0) -> random.Random:
+        "The seeded generator of one query; `draw` > 0 gives another draw for the same query (training epochs)."
+        parts = (type(self).__name__, self.seed, query.id) + ((draw,) if draw else ())
+        return random.Random(stable_seed(*parts))
 
-    def arrange(self, query: Item, shots: list[tuple[Item, float | None]]) -> list[Item]:
+    def arrange(self, query: Item, shots: list[tuple[Item, float | None]], draw: int = 0) -> list[Item]:
         "Put the shots in the prompt order."
         if self.order == "similarity": shots = sorted(shots, key=lambda s: s[1])   # stable: ties keep rank order
-        else: shots = list(shots); self.rng(query).shuffle(shots)
+        else: shots = list(shots); self.rng(query, draw).shuffle(shots)
         return [it for it, _ in shots]
 
-    def select_many(self, queries: list[Item], k: int | None = None) -> list[list[Item]]:
+    def select_many(self, queries: list[Item], k: int | None = None, draw: int = 0) -> list[list[Item]]:
         "Shots for each query, in prompt order (one batched call to `candidates`)."
         k = self.k if k is None else k
         if k == 0 or not queries: return [[] for _ in queries]
-        return [self.arrange(q, c[:k]) for q, c in zip(queries, self.candidates(list(queries), k))]
+        return [self.arrange(q, c[:self.n_shots(k)], draw) for q, c in zip(queries, self.candidates(list(queries), k, draw))]
+
+    def n_shots(self, k: int) -> int: return k          # balanced selectors give k shots per class
 
     def __call__(self, query: Item, k: int | None = None) -> list[Item]: return self.select_many([query], k)[0]
 
@@ -73,9 +81,17 @@ class ShotSelector:
         "The `Episode.select` of this query's shots (a mixed selector decides per query)."
         return self.select
 
+    def episode_query(self, query: Item, shots: list[Item]) -> Item:
+        "The query as the episode shows it (a balanced selector narrows its options to the shots' classes)."
+        return query
+
+    def resolve(self, query: Item, draw: int = 0) -> ShotSelector:
+        "The selector that actually gives this query's shots (itself; a mixed selector's choice)."
+        return self
+
 class NoShots(ShotSelector):
     "Zero-shot: the query alone."
-    def candidates(self, queries, k): return [[] for _ in queries]
+    def candidates(self, queries, k, draw=0): return [[] for _ in queries]
 
 # %% ../nbs/09_icl.ipynb #8ea08049
 class RandomShots(ShotSelector):
@@ -87,10 +103,10 @@ class RandomShots(ShotSelector):
         self.pool = [it for it in pool if it.split == "train"]    # the reference drew from the query's split: a leak
         if not self.pool: raise ValueError("RandomShots: the pool has no train items to draw shots from")
 
-    def candidates(self, queries, k):
+    def candidates(self, queries, k, draw=0):
         out = []
         for q in queries:
-            rng, qkey, seen, shots = self.rng(q), file_key(q.audio), set(), []
+            rng, qkey, seen, shots = self.rng(q, draw), file_key(q.audio), set(), []
             for i in rng.sample(range(len(self.pool)), len(self.pool)):
                 it = self.pool[i]
                 key = file_key(it.audio) if it.audio is not None else ("text", it.id)
@@ -109,7 +125,7 @@ class RetrievedShots(ShotSelector):
         super().__init__(k, order, seed)
         self.index = index
 
-    def candidates(self, queries, k):
+    def candidates(self, queries, k, draw=0):
         return [[(h.item, h.score) for h in hits] for hits in self.index.search(queries, k)]
 
 # %% ../nbs/09_icl.ipynb #0a28c194
@@ -121,22 +137,115 @@ class MixedShots(ShotSelector):
         self.selectors, self.weights = list(selectors), list(weights or [1.0] * len(selectors))
         self.pool = [it for s in self.selectors for it in getattr(s, "pool", [])]   # for precomputing embeddings
 
-    def choose(self, query: Item) -> ShotSelector: return self.rng(query).choices(self.selectors, self.weights)[0]
-    def selection(self, query: Item) -> str: return self.choose(query).select
+    def choose(self, query: Item, draw: int = 0) -> ShotSelector:
+        return self.rng(query, draw).choices(self.selectors, self.weights)[0]
 
-    def select_many(self, queries, k=None):
-        return [self.choose(q).select_many([q], k)[0] for q in queries]
+    def selection(self, query: Item) -> str: return self.choose(query).select
+    def resolve(self, query: Item, draw: int = 0) -> ShotSelector: return self.choose(query, draw)
+
+    def select_many(self, queries, k=None, draw=0):
+        return [self.choose(q, draw).select_many([q], k, draw)[0] for q in queries]
 
 # %% ../nbs/09_icl.ipynb #7d1fe43c
-def make_episodes(queries: list[Item], selector: ShotSelector | None = None, k: int | None = None) -> list[Episode]:
+def make_episodes(queries: list[Item], selector: ShotSelector | None = None, k: int | None = None,
+                  draw: int = 0) -> list[Episode]:
     "One episode per query (shots chosen in one batched call); `selector=None` gives zero-shot episodes."
     selector = selector or NoShots(k=0)
-    return [Episode(q, shots, select=selector.selection(q) if shots else "none")
-            for q, shots in zip(queries, selector.select_many(list(queries), k))]
+    episodes = []
+    for q, shots in zip(queries, selector.select_many(list(queries), k, draw)):
+        chosen = selector.resolve(q, draw)
+        episodes.append(Episode(chosen.episode_query(q, shots), shots, chosen.select) if shots else Episode(q))
+    return episodes
 
-def make_episode(query: Item, selector: ShotSelector | None = None, k: int | None = None) -> Episode:
+def make_episode(query: Item, selector: ShotSelector | None = None, k: int | None = None, draw: int = 0) -> Episode:
     "The episode for one query: `selector`'s shots (k of them) then the query."
-    return make_episodes([query], selector, k)[0]
+    return make_episodes([query], selector, k, draw)[0]
+
+# %% ../nbs/09_icl.ipynb #535f8657
+class BalancedShots(ShotSelector):
+    "k train clips of each of `ways` classes (the query's included), shuffled; `ways` may be a (lo, hi) range."
+    select = "balanced"
+
+    def __init__(self, pool: list[Item], ways: int | tuple[int, int] = 5, k: int = 1, seed: int = 0,
+                 from_options: bool = True):
+        super().__init__(k, "shuffle", seed)
+        self.ways = (ways, ways) if isinstance(ways, int) else tuple(ways)
+        if self.ways[0] < 2 or self.ways[0] > self.ways[1]: raise ValueError(f"ways must be >= 2, got {ways}")
+        self.pool, self.from_options = [it for it in pool if it.split == "train"], from_options
+        self.by_class = defaultdict(list)
+        for it in self.pool: self.by_class[it.answer].append(it)
+        if len(self.by_class) < 2: raise ValueError(f"BalancedShots: the pool's train items have {len(self.by_class)} class(es)")
+
+    def n_shots(self, k: int) -> int: return k * self.ways[1]
+
+    def episode_query(self, query: Item, shots: list[Item]) -> Item:
+        return replace(query, options=sorted({s.answer for s in shots}))
+
+    def _usable(self, label: str, query: Item) -> list[Item]:
+        "Train clips of `label` that are neither the query nor a copy of its file."
+        qkey = file_key(query.audio)
+        return [it for it in self.by_class.get(label, []) if it.id != query.id and (qkey is None or file_key(it.audio) != qkey)]
+
+    def candidates(self, queries, k, draw=0):
+        out = []
+        for q in queries:
+            rng, own = self.rng(q, draw), self._usable(q.answer, q)
+            if len(own) < k: raise ValueError(f"BalancedShots: query {q.id!r}: its class {q.answer!r} has {len(own)} train "
+                                              f"clips besides the query; {k} shot(s) per class need more")
+            labels = [c for c in (q.options if self.from_options and q.options else sorted(self.by_class))
+                      if c != q.answer and len(self._usable(c, q)) >= k]
+            n_other = rng.randint(*self.ways) - 1
+            if len(labels) < n_other: raise ValueError(f"BalancedShots: query {q.id!r}: only {len(labels)} other classes have "
+                                                       f"{k} train clip(s); {n_other + 1}-way needs {n_other}")
+            classes = [q.answer, *rng.sample(sorted(labels), n_other)]
+            out.append([(it, None) for c in classes for it in rng.sample(self._usable(c, q), k)])
+        return out
+
+# %% ../nbs/09_icl.ipynb #f3f99a0f
+_ONSETS, _VOWELS, _CODAS = "b d f g k l m n p r s t v z br dr gl kr pl st tr".split(), "a e i o u".split(), ["", "", "n", "x"]
+
+def nonsense_name(rng: random.Random) -> str:
+    "A made-up label of 1-3 words of 1-3 syllables, e.g. 'dax', 'kolu brin'."
+    word = lambda: "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 3))) + rng.choice(_CODAS)
+    return " ".join(word() for _ in range(rng.choices((1, 2, 3), (5, 4, 1))[0]))
+
+def relabel(episode: Episode, rng: random.Random, names: list[str] | None = None, real_share: float = 0.3) -> Episode:
+    "Replace every class name of the episode (answers and options) with a fresh name, consistently across its items."
+    old = sorted({it.answer for it in episode.items} | set(episode.query.options))
+    new, taken = {}, set(old)
+    for label in old:
+        name = label
+        while name in taken:
+            name = rng.choice(names) if names and rng.random() < real_share else nonsense_name(rng)
+        new[label] = name
+        taken.add(name)
+    query = replace(episode.query, answer=new[episode.query.answer], options=[new[o] for o in episode.query.options])
+    shots = [replace(s, answer=new[s.answer], options=[]) for s in episode.shots]   # a shot's options are never shown
+    return Episode(query, shots, episode.select)
+
+# %% ../nbs/09_icl.ipynb #a1f0fe33
+@dataclass
+class EpisodeKind:
+    "One kind of training sample: where its shots come from (None = the plain item), its weight, shots and relabelling."
+    selector: ShotSelector | None = None
+    weight: float = 1.0
+    k_range: tuple[int, int] = (1, 4)      # shots (balanced: shots per class), drawn per sample
+    relabel: float = 0.0                   # probability of symbol-tuning an episode whose query class is on the page
+
+class EpisodeMix:
+    "Draws, per training sample, a kind of episode and builds it; `names` are real class names for relabelling."
+    def __init__(self, kinds: list[EpisodeKind], names: list[str] | None = None):
+        if not kinds or sum(k.weight for k in kinds) <= 0: raise ValueError("EpisodeMix needs a kind with a positive weight")
+        self.kinds, self.names = list(kinds), sorted(set(names or []))
+        self.pool = [it for k in self.kinds for it in getattr(k.selector, "pool", [])]   # for precomputing embeddings
+
+    def __call__(self, query: Item, rng: random.Random) -> Episode:
+        kind = rng.choices(self.kinds, [k.weight for k in self.kinds])[0]
+        if kind.selector is None: return Episode(query)
+        ep = make_episode(query, kind.selector, rng.randint(*kind.k_range), draw=rng.getrandbits(31) + 1)
+        if kind.relabel and query.answer in {s.answer for s in ep.shots} and rng.random() < kind.relabel:
+            ep = relabel(ep, rng, self.names)
+        return ep
 
 # %% ../nbs/09_icl.ipynb #889ff875
 def episodes_from_interleaved(items: list[Item], pool: list[Item], source: str = "interleaved manifest") -> list[Episode]:
