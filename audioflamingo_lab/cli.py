@@ -36,6 +36,10 @@ class DataSection:
     k_max: int = 4
     select: str = "mixed"                   # random | rag | mixed: how ICL shots are chosen
     shot_pool: list = field(default_factory=list)   # manifests whose train split gives the shots (default: the train manifests)
+    episodes: list = field(default_factory=list)    # an episode mix instead of icl_prob/select: [{select: plain|random|
+                                                    # rag|balanced, weight, k: [lo, hi], ways: [lo, hi], relabel}] (icl.EpisodeMix)
+    fewshot_val: dict = field(default_factory=dict) # log val few-shot accuracy during training: {manifest, every: 25,
+                                                    # ways: 5, k: 1, limit: 40, split: val} (fewshot.FewShotValidation)
     max_tokens: int = 512                   # AF1's sequence length
     task_prefix: float = 0.5                # AF1 pretraining: "The task is ..." half of the time
 
@@ -122,12 +126,13 @@ def _load_model(model: ModelSection):
     return load_checkpoint(model.init_from) if model.init_from else build_model(model.preset, **model.overrides)
 
 def _shot_selector(data: DataSection, encoder, cache, seed: int):
-    "The ICL shot selector the data module uses (None when no ICL)."
-    if data.icl_prob <= 0: return None
+    "The ICL shot selector (or episode mix) the data module uses (None when no ICL)."
+    if data.icl_prob <= 0 and not data.episodes: return None
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.icl import RandomShots, RetrievedShots, MixedShots
     from audioflamingo_lab.rag import ClipIndex
     pool = [it for m in (data.shot_pool or list(data.train)) for it in read_manifest(m, split="train")]
+    if data.episodes: return _episode_mix(data.episodes, pool, encoder, cache, seed)
     selectors = []
     if data.select in ("random", "mixed"): selectors.append(RandomShots(pool, k=data.k_max, seed=seed))
     if data.select in ("rag", "mixed"):
@@ -135,6 +140,36 @@ def _shot_selector(data: DataSection, encoder, cache, seed: int):
         selectors.append(RetrievedShots(index, k=data.k_max, seed=seed))
     if not selectors: raise ValueError(f"data.select must be random, rag or mixed, got {data.select!r}")
     return selectors[0] if len(selectors) == 1 else MixedShots(selectors, seed=seed)
+
+def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> list:
+    "The val few-shot callback `data.fewshot_val` asks for (none when it is empty)."
+    if not data.fewshot_val: return []
+    from audioflamingo_lab.manifest import read_manifest
+    from audioflamingo_lab.fewshot import FewShotValidation
+    spec = {"every": 25, "ways": 5, "k": 1, "limit": 40, "split": "val", **data.fewshot_val}
+    if "manifest" not in spec: raise ValueError("data.fewshot_val needs a manifest (its train split gives the shots)")
+    items = read_manifest(spec["manifest"])
+    queries, pool = [it for it in items if it.split == spec["split"]], [it for it in items if it.split == "train"]
+    if not queries: raise ValueError(f"{spec['manifest']}: no {spec['split']} items for data.fewshot_val")
+    return [FewShotValidation(queries, pool, cache, spec["every"], spec["ways"], spec["k"], spec["limit"], seed, max_tokens)]
+
+def _episode_mix(kinds: list[dict], pool, encoder, cache, seed: int):
+    "An `icl.EpisodeMix` from `data.episodes`: each entry names its selection, weight, shots range and relabel share."
+    from audioflamingo_lab.icl import RandomShots, RetrievedShots, BalancedShots, EpisodeKind, EpisodeMix
+    from audioflamingo_lab.rag import ClipIndex
+    index, built = None, []
+    for n, spec in enumerate(kinds):
+        spec = dict(spec)
+        select, weight = spec.pop("select", "plain"), spec.pop("weight", 1.0)
+        k, relabel, ways = tuple(spec.pop("k", (1, 4))), spec.pop("relabel", 0.0), tuple(spec.pop("ways", (2, 5)))
+        if spec: raise ValueError(f"data.episodes[{n}]: unknown keys {sorted(spec)} (use select, weight, k, ways, relabel)")
+        if select == "rag" and index is None: index = ClipIndex.build(pool, encoder, cache_root=cache)
+        selector = {"plain": lambda: None, "random": lambda: RandomShots(pool, seed=seed),
+                    "rag": lambda: RetrievedShots(index, seed=seed),
+                    "balanced": lambda: BalancedShots(pool, ways=ways, seed=seed, from_options=False)}.get(select)
+        if selector is None: raise ValueError(f"data.episodes[{n}]: select must be plain, random, rag or balanced, got {select!r}")
+        built.append(EpisodeKind(selector(), weight, k, relabel))
+    return EpisodeMix(built, names=sorted({it.answer for it in pool}))
 
 # %% ../nbs/15_cli.ipynb #723b8d60
 def train(out: str = "runs/train", model: ModelSection = ModelSection(), data: DataSection = DataSection(),
@@ -178,7 +213,8 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed) -> Path:
                                  task_prefix=data.task_prefix, max_windows=net.config.max_windows)
     every = trainer.checkpoint_every_n_steps
     callbacks = [ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
-                 GateSnapshots(run / "gates", every_n_steps=every)]
+                 GateSnapshots(run / "gates", every_n_steps=every),
+                 *_fewshot_callbacks(data, cache, seed, dm.dataset_kw["max_tokens"])]
     kw = {k: v for k, v in asdict(trainer).items() if k != "checkpoint_every_n_steps"}
     fit = L.Trainer(default_root_dir=run, logger=CSVLogger(run, name="logs"), callbacks=callbacks,
                     num_sanity_val_steps=0, limit_val_batches=0, **kw)
@@ -228,36 +264,45 @@ def _csv(s, cast=str) -> list:
     if isinstance(s, (list, tuple)): return [cast(x) for x in s]
     return [cast(x.strip()) for x in str(s).split(",") if x.strip()]
 
-def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None = None, shots: str = "0,1,2,4,8", select: str = "random,rag",
-          index: str | None = None, pool: str | None = None, cache: str = ".cache/embeddings", limit: int | None = None,
-          batch_size: int = 8, max_new_tokens: int = 16, num_beams: int = 1, device: str = "auto", overwrite: bool = False) -> dict:
-    """Few-shot evaluation: report.json (score per shots x selection with 95 % intervals) and fewshot.png.
+def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None = None, shots: str = "0,1,2,4,8",
+          select: str = "random,rag", ways: int = 5, order: str = "shuffle", seeds: str = "0", controls: str = "",
+          matching: str = "strict", task: str | None = None, split: str | None = None, index: str | None = None,
+          pool: str | None = None, cache: str = ".cache/embeddings", limit: int | None = None, batch_size: int = 8,
+          max_new_tokens: int = 16, num_beams: int = 1, device: str = "auto", overwrite: bool = False):
+    """Few-shot evaluation with baselines and controls: report.json, predictions.jsonl and fewshot.png in --out.
 
     Args:
         ckpt: a model.safetensors written by afl train
         manifest: the items to evaluate (test split, else val)
-        shots: comma-separated shot counts
-        select: comma-separated selections: random, rag
+        shots: comma-separated shot counts (balanced: shots per class)
+        select: comma-separated selections: random, rag, balanced (N-way k-shot)
+        ways: classes per balanced episode
+        order: rag shot order: shuffle (AF1) | similarity (most similar last)
+        seeds: comma-separated seeds; each row gives the mean and spread over them
+        controls: comma-separated controls: no-query-audio, gates-off, shuffled-shot-audio
+        matching: strict (default) | af1 (always the nearest option, as in the paper)
+        task: evaluate only this task when the split mixes tasks
+        split: test | val (default: test if the manifest has test items)
         index: a saved index (afl index build); default: built over the pool with the model's encoder
         pool: manifest whose train split gives the shots (default: the evaluated manifest's train split)
         device: auto (a GPU when there is one) | cpu | cuda | cuda:1 ...
     """
     from audioflamingo_lab.training import load_checkpoint
     from audioflamingo_lab.encoders import EmbeddingCache
-    from audioflamingo_lab.evaluation import evaluate
+    from audioflamingo_lab.fewshot import evaluate, prepare_out
     from audioflamingo_lab.rag import ClipIndex
     _required(ckpt=ckpt, manifest=manifest, out=out)
+    prepare_out(out, overwrite)                                # before loading anything: a bad --out fails at once
     model = load_checkpoint(ckpt, map_location=_device(device)).eval()
-    shots, select = _csv(shots, int), _csv(select)
     store = EmbeddingCache(cache, model.encoder, max_windows=model.config.max_windows)
-    idx = None
-    if "rag" in select:
-        idx = ClipIndex.load(index, encoder=model.encoder) if index else \
-            ClipIndex.build(pool or manifest, model.encoder, cache_root=store)     # the same cache entries as the model reads
-    report = evaluate(model, manifest, shots=shots, select=select, out=out, index=idx, train_manifest=pool, cache=store,
-                      limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                      checkpoint=str(ckpt), overwrite=overwrite)
-    print(json.dumps(report["results"], indent=1)); return report
+    idx = ClipIndex.load(index, encoder=model.encoder) if index else \
+        ClipIndex.build(pool or manifest, model.encoder, cache_root=store)     # rag's shots and knn's similarities
+    report = evaluate(model, manifest, shots=_csv(shots, int), select=_csv(select), out=out, index=idx, train_manifest=pool,
+                      cache=store, ways=ways, order=order, seeds=_csv(seeds, int), controls=_csv(controls),
+                      matching=matching, task=task, split=split, limit=limit, batch_size=batch_size,
+                      max_new_tokens=max_new_tokens, num_beams=num_beams, checkpoint=str(ckpt), overwrite=overwrite)
+    print(report.table())
+    return report
 
 def _device(device: str) -> str:
     import torch

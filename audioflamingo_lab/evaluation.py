@@ -6,7 +6,7 @@
 from __future__ import annotations
 import difflib, json, math, re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
@@ -16,10 +16,10 @@ from nltk.tokenize import TreebankWordTokenizer
 from .core import Item
 
 # %% auto #0
-__all__ = ['METRIC_FOR_TASK', 'normalize_answer', 'ngram_similarity', 'embedding_similarity', 'nearest_option', 'match_answer',
-           'accuracy', 'ptb_tokenize', 'cider_d', 'split_labels', 'label_counts', 'f1_from_counts', 'multilabel_f1',
-           'wilson_interval', 'bootstrap_interval', 'metric_for_task', 'Score', 'score_predictions', 'extract_answer',
-           'generate_answers', 'plot_fewshot', 'per_class_accuracy', 'evaluate']
+__all__ = ['MATCHINGS', 'MATCH_THRESHOLD', 'METRIC_FOR_TASK', 'normalize_answer', 'ngram_similarity', 'embedding_similarity',
+           'nearest_option', 'match_option', 'match_answer', 'accuracy', 'ptb_tokenize', 'cider_d', 'split_labels',
+           'label_counts', 'f1_from_counts', 'multilabel_f1', 'wilson_interval', 'bootstrap_interval',
+           'metric_for_task', 'Score', 'score_predictions']
 
 # %% ../nbs/12_evaluation.ipynb #39d72922
 _stemmer = PorterStemmer()
@@ -48,26 +48,44 @@ def embedding_similarity(encode: Callable[[list[str]], np.ndarray]) -> Callable[
     return similarity
 
 # %% ../nbs/12_evaluation.ipynb #d5f8f6ec
+MATCHINGS = ("strict", "af1")
+MATCH_THRESHOLD = 0.5   # trigram Dice; calibrated below: keeps 98 % of label variants, maps 0.1 % of unrelated labels
+
 def nearest_option(prediction: str, options: Sequence[str], similarity: Callable[[str, str], float] = ngram_similarity) -> str:
     "The option most similar to the prediction (both normalised); ties go to the earlier option."
     pred = normalize_answer(prediction)
     scores = [similarity(pred, normalize_answer(o)) for o in options]
     return options[int(np.argmax(scores))]
 
+def match_option(prediction: str, options: Sequence[str], matching: str = "strict",
+                 similarity: Callable[[str, str], float] = ngram_similarity, threshold: float = MATCH_THRESHOLD) -> str | None:
+    "The option a prediction names: equal after normalisation, else the nearest (strict: if similar enough); None = no match."
+    if matching not in MATCHINGS: raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+    pred = normalize_answer(prediction)
+    if not pred or not options: return None                    # an empty answer names nothing
+    for option in options:
+        if normalize_answer(option) == pred: return option
+    best = nearest_option(prediction, options, similarity)
+    if matching == "af1" or similarity(pred, normalize_answer(best)) >= threshold: return best
+    return None
+
+# %% ../nbs/12_evaluation.ipynb #8cb654f8
 def match_answer(prediction: str, answer: str, options: Sequence[str] | None = None,
-                 similarity: Callable[[str, str], float] = ngram_similarity) -> bool:
-    "AF1 matching: equal after `normalize_answer`, or else the nearest option (if any are given) is the answer."
+                 similarity: Callable[[str, str], float] = ngram_similarity, matching: str = "strict",
+                 threshold: float = MATCH_THRESHOLD) -> bool:
+    "Equal after `normalize_answer`, or (with options) the option `match_option` picks is the answer; empty is wrong."
+    if not normalize_answer(prediction): return False
     if normalize_answer(prediction) == normalize_answer(answer): return True
-    if not options: return False
-    return normalize_answer(nearest_option(prediction, options, similarity)) == normalize_answer(answer)
+    option = match_option(prediction, options or [], matching, similarity, threshold)
+    return option is not None and normalize_answer(option) == normalize_answer(answer)
 
 def accuracy(predictions: Sequence[str], answers: Sequence[str], options: Sequence[Sequence[str] | None] | None = None,
-             similarity: Callable[[str, str], float] = ngram_similarity) -> float:
+             similarity: Callable[[str, str], float] = ngram_similarity, matching: str = "strict") -> float:
     "Fraction of predictions that `match_answer` their answer; `options` is one list (or None) per item."
     if len(predictions) != len(answers): raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
     if not answers: raise ValueError("accuracy of zero items is undefined")
     options = options if options is not None else [None] * len(answers)
-    return float(np.mean([match_answer(p, a, o, similarity) for p, a, o in zip(predictions, answers, options)]))
+    return float(np.mean([match_answer(p, a, o, similarity, matching) for p, a, o in zip(predictions, answers, options)]))
 
 # %% ../nbs/12_evaluation.ipynb #02cd3022
 _ptb = TreebankWordTokenizer()
@@ -160,14 +178,21 @@ class Score:
     n: int
     ci95: tuple[float, float]
     per_item: list
+    matched: list = field(default_factory=list)   # accuracy: the option each prediction names (None = no match)
+    exact: list = field(default_factory=list)     # accuracy: 1 where the prediction equals the answer after normalisation
 
-def score_predictions(metric: str, predictions: Sequence[str], items: Sequence, similarity=ngram_similarity, seed: int = 0) -> Score:
+def score_predictions(metric: str, predictions: Sequence[str], items: Sequence, similarity=ngram_similarity, seed: int = 0,
+                      matching: str = "strict", threshold: float = MATCH_THRESHOLD) -> Score:
     "Score predictions against `items` (`core.Item`s: answer, options, references) with `metric`."
     n = len(items)
     if n == 0 or len(predictions) != n: raise ValueError(f"{len(predictions)} predictions for {n} items")
     if metric == "accuracy":
-        hits = [int(match_answer(p, it.answer, it.options or None, similarity)) for p, it in zip(predictions, items)]
-        return Score(metric, sum(hits) / n, n, wilson_interval(sum(hits), n), hits)
+        hits = [int(match_answer(p, it.answer, it.options or None, similarity, matching, threshold))
+                for p, it in zip(predictions, items)]
+        matched = [match_option(p, it.options, matching, similarity, threshold) for p, it in zip(predictions, items)]
+        exact = [int(bool(normalize_answer(p)) and normalize_answer(p) == normalize_answer(it.answer))
+                 for p, it in zip(predictions, items)]
+        return Score(metric, sum(hits) / n, n, wilson_interval(sum(hits), n), hits, matched, exact)
     if metric == "cider_d":
         s, per = cider_d(predictions, [[it.answer, *it.references] for it in items])
         return Score(metric, s, n, bootstrap_interval(per, seed=seed), per.round(6).tolist())
@@ -177,148 +202,3 @@ def score_predictions(metric: str, predictions: Sequence[str], items: Sequence, 
         ci = bootstrap_interval(counts, lambda c: f1_from_counts(c.sum(1), avg), seed=seed)
         return Score(metric, float(f1_from_counts(counts.sum(0), avg)), n, ci, [None] * n)
     raise ValueError(f"unknown metric {metric!r}; use accuracy, cider_d, f1_micro or f1_macro")
-
-# %% ../nbs/12_evaluation.ipynb #3ffd61cb
-from .core import Episode
-from .template import render, token_ids, SEP, EOC
-from .icl import RandomShots, RetrievedShots, make_episodes
-from .datamodule import collate, load_media
-
-def extract_answer(text: str, tokenizer=None) -> str:
-    "The generated answer: text after the last `<SEP>`, up to `<|endofchunk|>`, without special tokens, stripped."
-    text = text.rsplit(SEP, 1)[-1].split(EOC, 1)[0]
-    for tok in (getattr(tokenizer, "all_special_tokens", None) or []): text = text.replace(tok, "")
-    return text.strip()
-
-# %% ../nbs/12_evaluation.ipynb #8127efe1
-def _load_items(source, split, what: str) -> list[Item]:
-    if source is None: return []
-    if isinstance(source, (str, Path)):
-        from audioflamingo_lab.manifest import read_manifest
-        return read_manifest(source, split=split)
-    return [it for it in source if split is None or it.split == split]
-
-def _eval_items(manifest, split, task, limit) -> tuple[list[Item], str]:
-    items = _load_items(manifest, None, "manifest")
-    if split is None: split = "test" if any(it.split == "test" for it in items) else "val"
-    items = [it for it in items if it.split == split]
-    if task is not None: items = [it for it in items if it.task == task]
-    if not items: raise ValueError(f"{manifest if isinstance(manifest, (str, Path)) else 'manifest'}: no {split} items"
-                                   + (f" of task {task!r}" if task else "") + " to evaluate")
-    tasks = sorted({it.task for it in items})
-    if len(tasks) > 1: raise ValueError(f"the {split} items mix tasks {tasks}: pass task= to evaluate one metric at a time")
-    return items[:limit] if limit else items, split
-
-def _runs(shots, select) -> list[tuple[int, str]]:
-    runs = [(0, "none")] if 0 in shots else []
-    for s in select:
-        if s not in ("random", "rag"): raise ValueError(f"select must be 'random' or 'rag', got {s!r}")
-        runs += [(k, s) for k in shots if k > 0]
-    if any(k < 0 for k in shots): raise ValueError(f"shots must be >= 0, got {list(shots)}")
-    return runs
-
-def generate_answers(model, episodes: list[Episode], cache=None, encoder=None, batch_size: int = 8, max_tokens: int = 512,
-                     desc: str = "generate", **decoding) -> tuple[list[str], list]:
-    "Render episodes without answers, generate in left-padded batches, extract the answers; returns (answers, rendered)."
-    from tqdm.auto import tqdm
-    tok = model.tokenizer
-    pad = token_ids(tok)["pad"]
-    params = getattr(model, "parameters", None)
-    device = next(params(), torch.empty(0)).device if params else torch.device("cpu")
-    if hasattr(model, "eval"): model.eval()
-    answers, rendered = [], []
-    for i in tqdm(range(0, len(episodes), batch_size), desc=desc, leave=False):
-        samples = []
-        for ep in episodes[i:i + batch_size]:
-            r = render(ep, tok, max_tokens, with_answer=False)
-            samples.append({"rendered": r, "media": [load_media(it, cache, encoder) for it in r.audios],
-                            "media_key": "audio_embeds" if cache is not None else "audio"})
-            rendered.append(r)
-        batch = collate(samples, pad, padding_side="left")
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        media = {k: batch[k] for k in ("audio_embeds", "audio", "media_mask") if k in batch}
-        with torch.no_grad():
-            out = model.generate(batch["input_ids"], batch["attention_mask"], **media, **decoding).cpu()
-        batch["input_ids"] = batch["input_ids"].cpu()
-        T = batch["input_ids"].shape[1]
-        if out.shape[1] >= T and torch.equal(out[:, :T], batch["input_ids"]): out = out[:, T:]   # HF returns prompt + new
-        answers += [extract_answer(t, tok) for t in tok.batch_decode(out, skip_special_tokens=False)]
-    return answers, rendered
-
-# %% ../nbs/12_evaluation.ipynb #c4cf04e6
-def plot_fewshot(results: list[dict], metric: str, path=None, title: str = ""):
-    "Score versus shots per selection, 95 % intervals as error bars; k = 0 ('none') starts every curve. Saves a PNG if `path`."
-    from matplotlib.figure import Figure   # no pyplot: works headless and leaves the user's backend alone
-    fig = Figure(figsize=(5, 3.5)); ax = fig.subplots()
-    zero = [r for r in results if r["select"] == "none"]
-    selects = sorted({r["select"] for r in results} - {"none"}) or ["none"]
-    for s in selects:
-        rs = sorted(zero + [r for r in results if r["select"] == s], key=lambda r: r["shots"])
-        x, y = [r["shots"] for r in rs], [r["score"] for r in rs]
-        err = np.array([[r["score"] - r["ci95"][0], r["ci95"][1] - r["score"]] for r in rs]).T.clip(0)
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=s)
-    ax.set_xlabel("shots (k)"); ax.set_ylabel(metric); ax.set_title(title or f"few-shot {metric} (95 % CI)")
-    ax.set_xticks(sorted({r["shots"] for r in results})); ax.legend(); fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=100)
-    return fig
-
-def per_class_accuracy(items: Sequence[Item], hits: Sequence[int]) -> dict:
-    "Accuracy per answer class: {class: {'accuracy', 'n'}}."
-    tally = defaultdict(lambda: [0, 0])
-    for it, h in zip(items, hits): tally[it.answer][0] += int(h); tally[it.answer][1] += 1
-    return {c: {"accuracy": k / n, "n": n} for c, (k, n) in sorted(tally.items())}
-
-def evaluate(model, manifest, shots: Sequence[int] = (0, 1, 2, 4, 8), select: Sequence[str] = ("random", "rag"),
-             out="runs/eval", index=None, train_manifest=None,
-             max_new_tokens: int = 32,          # answers are short; AF1 used 128 for captions
-             num_beams: int = 1,                # greedy: reproducible (AF1's script used 3 beams)
-             batch_size: int = 8, limit: int | None = None, cache_root=None, cache=None,
-             split: str | None = None,          # default: test if the manifest has test items, else val
-             task: str | None = None,           # needed when the split mixes tasks (one metric per report)
-             metric: str | None = None,         # default: metric_for_task(task)
-             max_tokens: int = 512, seed: int = 0, checkpoint: str | None = None, n_prompts: int = 3,
-             similarity=ngram_similarity, overwrite: bool = False, **decoding) -> dict:
-    "Few-shot evaluation: score per (k, selection) with 95 % intervals -> out/report.json, predictions.jsonl, fewshot.png."
-    out = Path(out)
-    report_path = out / "report.json"
-    if report_path.exists() and not overwrite:
-        raise FileExistsError(f"{report_path} exists: pass overwrite=True (or another out=) to replace it")
-    items, split = _eval_items(manifest, split, task, limit)
-    task = items[0].task
-    metric = metric or metric_for_task(task)
-    runs = _runs(shots, select)
-    pool = _load_items(train_manifest, "train", "train_manifest") if train_manifest is not None else \
-        [it for it in _load_items(manifest, None, "manifest") if it.split == "train"]
-    selectors = {}
-    if any(s == "random" for _, s in runs): selectors["random"] = RandomShots(pool, k=max(shots), seed=seed)
-    if any(s == "rag" for _, s in runs):
-        if index is None: raise ValueError("select='rag' needs index= (a rag.ClipIndex over the train items)")
-        selectors["rag"] = RetrievedShots(index, k=max(shots), seed=seed)
-    encoder = getattr(model, "encoder", None)
-    if cache is None and cache_root is not None:
-        from audioflamingo_lab.encoders import EmbeddingCache
-        cache = EmbeddingCache(cache_root, encoder)
-    decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": False, **decoding}
-    results, per_class, predictions, prompts = [], {}, [], []
-    for k, s in runs:
-        episodes = make_episodes(items, selectors.get(s), k)
-        answers, rendered = generate_answers(model, episodes, cache, encoder, batch_size, max_tokens, desc=f"k={k} {s}", **decoding)
-        sc = score_predictions(metric, answers, items, similarity, seed)
-        results.append({"shots": k, "select": s, "score": sc.score, "n": sc.n, "ci95": list(sc.ci95),
-                        "shots_used": float(np.mean([len(ep.shots) - r.dropped for ep, r in zip(episodes, rendered)]))})
-        if metric == "accuracy": per_class[f"{k}-{s}"] = per_class_accuracy(items, sc.per_item)
-        prompts += [{"shots": k, "select": s, "id": r.id, "text": r.text} for r in rendered[:n_prompts]]
-        for it, ep, a, v in zip(items, episodes, answers, sc.per_item):
-            predictions.append({"id": it.id, "shots": k, "select": s, "shot_ids": [x.id for x in ep.shots],
-                                "prediction": a, "answer": it.answer, "score": v})
-    report = {"metric": metric, "task": task, "split": split, "results": results, "per_class": per_class,
-              "interval": "wilson" if metric == "accuracy" else "percentile bootstrap over items (1000, seed)",
-              "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))},
-              "checkpoint": checkpoint, "manifest": str(manifest) if isinstance(manifest, (str, Path)) else None,
-              "n_items": len(items), "seed": seed, "prompts": prompts}
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "predictions.jsonl", "w") as f:
-        for p in predictions: f.write(json.dumps(p) + "\n")
-    plot_fewshot(results, metric, out / "fewshot.png", title=f"{task}: {metric} vs shots (95 % CI)")
-    report_path.write_text(json.dumps(report, indent=1))
-    return report

@@ -94,17 +94,22 @@ def test_eval_on_a_hand_written_manifest(run, tmp_path):
                   "answer": "low hum", "options": ["high whistle", "low hum"], "split": "test", "dataset": "byhand"})
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(l) for l in lines) + "\n")
     out = tmp_path / "eval"
-    afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "m.jsonl", "--shots", "0,1,2",
-        "--select", "random,rag", "--out", out, "--cache", tmp_path / "cache", "--max_new_tokens", 4)
+    proc = afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "m.jsonl", "--shots", "0,1,2",
+               "--select", "random,rag,balanced", "--ways", 2, "--seeds", "0,1", "--controls", "gates-off,no-query-audio",
+               "--out", out, "--cache", tmp_path / "cache", "--max_new_tokens", 4)
     report = json.loads((out / "report.json").read_text())
-    assert report["metric"] == "accuracy"
-    got = {(r["shots"], r["select"]) for r in report["results"]}
-    assert got == {(0, "none"), (1, "random"), (2, "random"), (1, "rag"), (2, "rag")}
-    for r in report["results"]:
-        assert r["n"] == 5 and 0 <= r["ci95"][0] <= r["score"] <= r["ci95"][1] <= 1
+    assert report["metric"] == "accuracy" and report["matching"] == "strict" and report["meta"]["seeds"] == [0, 1]
+    model_rows = [r for r in report["rows"] if r["condition"] == "model"]
+    got = {(r["shots"], r["select"]) for r in model_rows}
+    assert got == {(0, "none"), (1, "random"), (2, "random"), (1, "rag"), (2, "rag"), (1, "balanced"), (2, "balanced")}
+    for r in report["rows"]:
+        assert r["n"] == 5 and 0 <= r["ci95"][0] <= r["score"] <= r["ci95"][1] <= 1 and r["seeds"] == 2
+    conditions = {(r["select"], r["shots"], r["condition"]) for r in report["rows"]}
+    assert {("rag", 2, "knn"), ("rag", 2, "gates-off"), ("balanced", 2, "no-query-audio"), ("none", 0, "chance")} <= conditions
+    assert "knn" in proc.stdout and "matching: strict" in proc.stdout            # the table is printed
     assert (out / "fewshot.png").read_bytes()[:4] == b"\x89PNG"
     r = afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "m.jsonl", "--out", out, check=False)
-    assert r.returncode != 0 and "exists" in r.stderr                     # a report is never overwritten silently
+    assert r.returncode != 0 and "already holds report.json" in r.stderr  # a report is never overwritten silently
 
 def test_eval_names_a_bad_manifest_line(run, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": "a", "audio": "missing.wav", "task": "classification", "prompt": "p", '

@@ -2,7 +2,7 @@ import math
 from collections import Counter
 import numpy as np
 import pytest
-from audioflamingo_lab.evaluation import (normalize_answer, match_answer, accuracy, nearest_option, embedding_similarity,
+from audioflamingo_lab.evaluation import (normalize_answer, match_answer, match_option, MATCH_THRESHOLD, accuracy, nearest_option, embedding_similarity,
                                           ptb_tokenize, cider_d, multilabel_f1, label_counts, f1_from_counts,
                                           wilson_interval, bootstrap_interval, score_predictions, metric_for_task)
 from audioflamingo_lab.core import Item
@@ -15,6 +15,7 @@ def test_exact_after_stem_and_punctuation(pred, answer):
 
 def test_nearest_option_decides_when_not_exact():
     opts = ["dog barking", "rain", "siren"]
+    assert match_option("a dog barks loudly", opts) == "dog barking"
     assert match_answer("a dog barks loudly", "dog barking", opts)
     assert not match_answer("a dog barks loudly", "rain", opts)
     assert not match_answer("a dog barks loudly", "dog barking")          # exact only without options
@@ -26,7 +27,8 @@ def test_pluggable_embedding_similarity():
     encode = lambda texts: np.array([[t.split().count(v) for v in vocab] for t in texts], float)
     sim = embedding_similarity(encode)
     assert nearest_option("loud bark", ["rain", "dog bark"], sim) == "dog bark"
-    assert match_answer("loud bark", "dog bark", ["rain", "dog bark"], similarity=sim)
+    assert match_answer("loud bark", "dog bark", ["rain", "dog bark"], similarity=sim, threshold=0.4)   # its own scale
+    assert match_answer("loud bark", "dog bark", ["rain", "dog bark"], similarity=sim, matching="af1")
 
 def test_accuracy_and_errors():
     assert accuracy(["rain", "x"], ["rain", "siren"]) == 0.5
@@ -126,90 +128,26 @@ def test_score_by_task():
     assert s.score == 0.5 and s.per_item == [1, 0] and s.ci95 == wilson_interval(1, 2)
     with pytest.raises(ValueError, match="unknown metric"): score_predictions("bleu", ["a", "b"], items)
 
-# ---- evaluate ---------------------------------------------------------------------------------------------------
-import json, torch
-from audioflamingo_lab.core import Episode
-from audioflamingo_lab.template import build_tiny_tokenizer, token_ids, SEP, EOC
-from audioflamingo_lab.evaluation import evaluate, extract_answer, generate_answers
+# ---- strict matching ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("matching", ["strict", "af1"])
+def test_empty_answer_is_always_wrong(matching):
+    opts = ["dog barking", "rain", "siren"]
+    for empty in ("", "   ", ". ,;"):
+        assert not match_answer(empty, "rain", opts, matching=matching) and match_option(empty, opts, matching) is None
+    s = score_predictions("accuracy", [""], [Item(id="a", audio=None, answer="rain", options=opts)], matching=matching)
+    assert s.score == 0 and s.matched == [None]
 
-class CopyLastShotModel:
-    """A test double of Flamingo.generate: answers with the last shot's answer ("dog" with no shots), checks the batch
-    contract (left padding, one media row per <audio>), and returns prompt + new tokens like HF generate."""
-    def __init__(self, tokenizer): self.tokenizer, self.calls = tokenizer, []
-    def generate(self, input_ids, attention_mask, audio_embeds=None, media_mask=None, **kw):
-        self.calls.append(kw)
-        ids = token_ids(self.tokenizer)
-        assert attention_mask[:, -1].all(), "generation batches are left padded"
-        n_media = media_mask.any(-1).sum(1) if media_mask is not None else 0
-        assert ((input_ids == ids["audio"]).sum(1) == n_media).all()
-        rows = []
-        for row, m in zip(input_ids, attention_mask):
-            text = self.tokenizer.decode(row[m.bool()], skip_special_tokens=False)
-            answers = [seg.split(EOC)[0] for seg in text.split(SEP)[1:-1]]
-            new = self.tokenizer.encode((answers[-1] if answers else "dog") + EOC + "</s>", add_special_tokens=False)
-            rows.append(torch.tensor(new))
-        new = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=ids["pad"])
-        return torch.cat([input_ids, new], 1)
+def test_unrelated_answer_scores_nothing_under_strict_matching():
+    opts = ["machinery", "rain", "siren"]
+    assert not match_answer("chirp", "machinery", opts)                  # shares only the trigram "chi"
+    assert match_answer("chirp", "machinery", opts, matching="af1")      # the paper's protocol maps it anyway
+    s = score_predictions("accuracy", ["chirp", "sirens", "rainfall"], [Item(id=str(i), audio=None, answer=a, options=opts)
+                                                                     for i, a in enumerate(["machinery", "siren", "rain"])])
+    assert s.per_item == [0, 1, 1] and s.matched == [None, "siren", "rain"] and s.exact == [0, 1, 0]
 
-class FakeCache:
-    def __init__(self): self.calls = 0
-    def get(self, path, start=None, duration=None):
-        self.calls += 1
-        return torch.ones(3, 4), torch.tensor([True, True, False])
-
-class FakeIndex:
-    "Retrieves train items with the query's answer first (a perfect retriever)."
-    def __init__(self, pool): self.pool = pool
-    def search(self, queries, k):
-        from types import SimpleNamespace as NS
-        return [[NS(item=it, score=float(it.answer == q.answer)) for it in sorted(self.pool, key=lambda it: it.answer != q.answer)
-                 if it.id != q.id][:k] for q in queries]
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    return build_tiny_tokenizer(save_dir=tmp_path_factory.mktemp("tok"))
-
-def cls_items():
-    labels = ["dog", "rain", "siren"]
-    train = [Item(id=f"tr{i}", audio=f"/d/tr{i}.wav", task="classification", prompt="what is it?", answer=labels[i % 3],
-                  options=labels, split="train") for i in range(9)]
-    test = [Item(id=f"te{i}", audio=f"/d/te{i}.wav", task="classification", prompt="what is it?", answer=labels[i % 3],
-                 options=labels, split="test") for i in range(6)]
-    return train + test
-
-def test_evaluate_report_schema_and_png(tok, tmp_path):
-    model, items = CopyLastShotModel(tok), cls_items()
-    rep = evaluate(model, items, shots=[0, 1, 2], select=["random", "rag"], out=tmp_path / "ev", index=FakeIndex(items[:9]),
-                   cache=FakeCache(), batch_size=4, checkpoint="ckpt.safetensors")
-    assert rep["metric"] == "accuracy" and rep["split"] == "test" and rep["checkpoint"] == "ckpt.safetensors"
-    runs = [(r["shots"], r["select"]) for r in rep["results"]]
-    assert runs == [(0, "none"), (1, "random"), (2, "random"), (1, "rag"), (2, "rag")]
-    by = {(r["shots"], r["select"]): r for r in rep["results"]}
-    assert by[0, "none"]["score"] == pytest.approx(2 / 6)              # always "dog"
-    assert by[1, "rag"]["score"] == 1.0 and by[2, "rag"]["score"] == 1.0   # the perfect retriever's answer is copied
-    for r in rep["results"]:
-        assert r["n"] == 6 and r["ci95"][0] <= r["score"] <= r["ci95"][1]
-    assert rep["per_class"]["0-none"]["dog"] == {"accuracy": 1.0, "n": 2}
-    assert rep["decoding"]["num_beams"] == 1 and model.calls[0]["max_new_tokens"] == 32
-    assert rep["prompts"] and rep["prompts"][0]["text"].endswith(SEP)
-    assert json.loads((tmp_path / "ev" / "report.json").read_text()) == json.loads(json.dumps(rep))
-    preds = [json.loads(l) for l in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
-    assert len(preds) == 5 * 6 and {"id", "shots", "select", "shot_ids", "prediction", "answer", "score"} <= preds[0].keys()
-    assert (tmp_path / "ev" / "fewshot.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileExistsError, match="report.json exists"):
-        evaluate(model, items, shots=[0], select=[], out=tmp_path / "ev", cache=FakeCache())
-    rep2 = evaluate(model, items, shots=[0], select=[], out=tmp_path / "ev", cache=FakeCache(), overwrite=True, limit=3)
-    assert rep2["results"][0]["n"] == 3
-
-def test_evaluate_errors(tok, tmp_path):
-    model, items = CopyLastShotModel(tok), cls_items()
-    with pytest.raises(ValueError, match="needs index="): evaluate(model, items, shots=[1], select=["rag"], out=tmp_path / "a", cache=FakeCache())
-    cap = items + [Item(id="c", audio=None, task="captioning", answer="a dog", split="test")]
-    with pytest.raises(ValueError, match="mix tasks"): evaluate(model, cap, shots=[0], out=tmp_path / "b", cache=FakeCache())
-    with pytest.raises(ValueError, match="no val items"): evaluate(model, items[:9], shots=[0], out=tmp_path / "c", cache=FakeCache())
-
-def test_generate_answers_captions_cider(tok, tmp_path):
-    caps = [Item(id=f"c{i}", audio=None, task="captioning", prompt="describe the sound.", answer=a, split=sp)
-            for i, (a, sp) in enumerate([("a dog barks", "train"), ("rain falls", "train"), ("a dog barks loudly", "test"), ("heavy rain", "test")])]
-    rep = evaluate(CopyLastShotModel(tok), caps, shots=[0, 1], select=["random"], out=tmp_path / "cap", batch_size=2)
-    assert rep["metric"] == "cider_d" and "per_class" in rep and rep["results"][0]["ci95"][0] <= rep["results"][0]["score"]
+def test_threshold_is_what_decides():
+    from audioflamingo_lab.evaluation import ngram_similarity, normalize_answer
+    sim = ngram_similarity(normalize_answer("sirens wailing"), normalize_answer("siren"))
+    assert (match_option("sirens wailing", ["siren", "rain"], threshold=sim) == "siren")
+    assert match_option("sirens wailing", ["siren", "rain"], threshold=sim + 1e-6) is None
+    with pytest.raises(ValueError, match="matching must be one of"): match_option("a", ["a"], matching="loose")
