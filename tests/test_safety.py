@@ -49,3 +49,42 @@ def test_generate_text_and_widgets_never_see_special_tokens(tiny):
     ep = Episode(query=Item(id="q", audio=None, prompt=HOSTILE, answer=HOSTILE))
     batch = episodes_batch(tiny, [ep])
     assert (batch["input_ids"] == token_ids(tiny.tokenizer)["audio"]).sum() == 0
+
+# -- manifests: encodings, duplicate keys, huge error lists --------------------------------------------------------------
+def _rec(i, **kw): return {"id": f"i{i}", "audio": None, "task": "aqa", "split": "train", "dataset": "d", "prompt": "p", "answer": "a", **kw}
+
+def test_manifest_utf8_bom_is_accepted(tmp_path):
+    from audioflamingo_lab.manifest import read_manifest
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + (json.dumps(_rec(0)) + "\n" + json.dumps(_rec(1)) + "\n").encode())
+    assert [it.id for it in read_manifest(p)] == ["i0", "i1"]
+
+def test_manifest_invalid_utf8_names_file_and_line(tmp_path):
+    from audioflamingo_lab.manifest import read_manifest, ManifestError
+    p = tmp_path / "latin1.jsonl"
+    p.write_bytes((json.dumps(_rec(0)) + "\n").encode() + json.dumps(_rec(1, answer="café"), ensure_ascii=False).encode("latin-1") + b"\n")
+    with pytest.raises(ManifestError) as e: read_manifest(p)
+    assert f"{p}:2: (encoding): not valid UTF-8" in str(e.value)
+
+def test_manifest_utf16_is_refused_by_name(tmp_path):
+    from audioflamingo_lab.manifest import read_manifest
+    p = tmp_path / "u16.jsonl"
+    p.write_bytes((json.dumps(_rec(0)) + "\n").encode("utf-16"))
+    with pytest.raises(ValueError, match=f"{p}: the manifest is UTF-16 encoded"): read_manifest(p)
+
+def test_manifest_duplicate_json_key_names_line(tmp_path):
+    from audioflamingo_lab.manifest import read_manifest, ManifestError
+    p = tmp_path / "dup.jsonl"
+    p.write_text(json.dumps(_rec(0)) + "\n" + json.dumps(_rec(1))[:-1] + ', "answer": "other"}\n')
+    with pytest.raises(ManifestError, match=f"{p}:2: answer: key given twice"): read_manifest(p)
+
+def test_manifest_huge_error_list_is_capped(tmp_path):
+    from audioflamingo_lab.manifest import read_manifest, ManifestError
+    p = tmp_path / "bad.jsonl"
+    p.write_text("not json\n" * 100_000)
+    with pytest.raises(ManifestError) as e: read_manifest(p)
+    msg = str(e.value)
+    assert len(msg) < 20_000 and len(e.value.problems) == 100_000
+    assert f"{p}:1: (json)" in msg and "and 99950 more problem(s) on 99950 more line(s)" in msg
+    with pytest.warns(UserWarning) as w: read_manifest(p, skip_bad=True)
+    assert len(str(w[0].message)) < 2_000
