@@ -88,3 +88,82 @@ def test_manifest_huge_error_list_is_capped(tmp_path):
     assert f"{p}:1: (json)" in msg and "and 99950 more problem(s) on 99950 more line(s)" in msg
     with pytest.warns(UserWarning) as w: read_manifest(p, skip_bad=True)
     assert len(str(w[0].message)) < 2_000
+
+# -- audio: truncated files, near-silence, long files ----------------------------------------------------------------------
+def test_truncated_wav_warns(tmp_path):
+    from audioflamingo_lab.audio import load_audio
+    sf.write(tmp_path / "full.wav", np.random.default_rng(0).normal(0, 0.1, 16000 * 3), 16000, subtype="PCM_16")
+    (tmp_path / "cut.wav").write_bytes((tmp_path / "full.wav").read_bytes()[:44 + 16000 * 2])   # header says 3 s, 1 s left
+    with pytest.warns(UserWarning, match=r"cut.wav: truncated file: the header promises 3.00 s, only 1.00 s"):
+        x = load_audio(tmp_path / "cut.wav", 16000)
+    assert len(x) == 16000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(tmp_path / "full.wav", 16000)                             # a whole file does not warn
+
+def test_near_silence_is_not_normalised_to_full_scale(tmp_path):
+    from audioflamingo_lab.audio import load_audio
+    dither = np.random.default_rng(0).integers(-1, 2, 16000) / 32768           # ±1 LSB of 16-bit dither
+    sf.write(tmp_path / "dither.wav", dither, 16000, subtype="PCM_16")
+    assert np.abs(load_audio(tmp_path / "dither.wav", 16000)).max() < 0.02      # was 1.0: full-scale noise
+    tone = 0.01 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)            # a quiet (-40 dBFS) tone is still scaled
+    sf.write(tmp_path / "quiet.wav", tone, 16000, subtype="FLOAT")
+    assert abs(np.abs(load_audio(tmp_path / "quiet.wav", 16000)).max() - 1) < 1e-3
+    sf.write(tmp_path / "zero.wav", np.zeros(1600), 16000)
+    assert (load_audio(tmp_path / "zero.wav", 16000) == 0).all()
+
+def test_long_audio_decodes_only_the_windows(tmp_path):
+    "A 10-minute 48 kHz stereo file: encoding it reads only the 33.25 s the 16 windows keep."
+    import tracemalloc
+    from audioflamingo_lab.audio import load_windows, load_audio, sliding_windows
+    sr, secs = 48000, 600
+    with sf.SoundFile(tmp_path / "long.wav", "w", sr, 2, subtype="PCM_16") as f:
+        for k in range(secs // 60):
+            t = np.arange(60 * sr) / sr + 60 * k
+            f.write(np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)], 1))
+    tracemalloc.start()
+    with pytest.warns(UserWarning, match=r"600.00 s is longer than the 33.25 s that 16 windows cover; dropping the last 566.75 s"):
+        w, m = load_windows(tmp_path / "long.wav", 16000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full = 600 * 48000 * 2 * 4                                                  # 230 MB of float32 if decoded in full
+    assert peak < 60e6, f"peak {peak / 1e6:.0f} MB for 33 s of audio"
+    assert w.shape == (16, 7 * 16000) and m.all() and full > 3 * peak
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = sliding_windows(load_audio(tmp_path / "long.wav", 16000, duration=40.0), 16000)[0]
+    assert torch.allclose(w[:, :-200], ref[:, :-200], atol=1e-4)              # the same windows (resampling edge aside)
+
+def test_encoder_reads_only_the_windows(tmp_path, monkeypatch):
+    from audioflamingo_lab import audio
+    from audioflamingo_lab.encoders import build_encoder
+    sf.write(tmp_path / "long.wav", np.random.default_rng(0).normal(0, 0.1, 16000 * 120), 16000)
+    seen = []
+    real = audio.load_audio
+    monkeypatch.setattr(audio, "load_audio", lambda *a, **k: seen.append(k.get("max_seconds")) or real(*a, **k))
+    with pytest.warns(UserWarning, match="dropping the last"):
+        emb, mask = build_encoder("mel").encode_file(tmp_path / "long.wav", max_windows=4)
+    assert seen == [pytest.approx(7 + 3 * 1.75)] and mask.all() and emb.shape[0] == 4
+
+# -- embedding cache: content hash and finiteness --------------------------------------------------------------------------
+def _corrupt_entry(cache, path, change):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    entry = cache.entry(path)
+    with safe_open(str(entry), "pt") as f: meta = f.metadata()
+    d = load_file(str(entry))
+    change(d["emb"])
+    save_file(d, str(entry), metadata=meta)
+    return entry
+
+@pytest.mark.parametrize("change", [lambda e: e.__setitem__((0, 0), float("nan")),
+                                    lambda e: e.__setitem__((1, 3), e[1, 3] * 1.5 + 0.25)], ids=["nan", "flipped"])
+def test_cache_entry_with_nan_or_corrupted_floats_is_recomputed(tmp_path, change):
+    from audioflamingo_lab.encoders import build_encoder, EmbeddingCache
+    sf.write(tmp_path / "a.wav", np.random.default_rng(0).normal(0, 0.1, 16000 * 9), 16000)
+    cache = EmbeddingCache(tmp_path / "cache", build_encoder("mel"))
+    good, _ = cache.get(tmp_path / "a.wav")
+    _corrupt_entry(cache, tmp_path / "a.wav", change)
+    with pytest.warns(UserWarning, match=r"corrupt cache entry .* \((NaN|content hash mismatch)"):
+        again, _ = cache.get(tmp_path / "a.wav")
+    assert torch.equal(again, good) and cache.encoder_calls == 2
