@@ -167,3 +167,60 @@ def test_cache_entry_with_nan_or_corrupted_floats_is_recomputed(tmp_path, change
     with pytest.warns(UserWarning, match=r"corrupt cache entry .* \((NaN|content hash mismatch)"):
         again, _ = cache.get(tmp_path / "a.wav")
     assert torch.equal(again, good) and cache.encoder_calls == 2
+
+# -- run folders: never delete or overwrite what a run did not write --------------------------------------------------------
+def test_overwrite_deletes_only_what_the_run_wrote(tmp_path):
+    from audioflamingo_lab.cli import prepare_run_dir, folder_lock
+    run, _ = prepare_run_dir(tmp_path / "run", config={"seed": 0})
+    for d in ("checkpoints", "gates", "logs"): (run / d).mkdir()
+    (run / "checkpoints/last.ckpt").write_bytes(b"c")
+    (run / "model.safetensors").write_bytes(b"m")
+    (run / "my-notes.txt").write_text("precious")
+    (run / "my-data").mkdir(); (run / "my-data/clip.wav").write_bytes(b"w")
+    with folder_lock(run), pytest.raises(FileExistsError, match=r"holds files no run wrote \(my-data, my-notes.txt\)"):
+        prepare_run_dir(run, overwrite=True, config={"seed": 0})
+    assert (run / "my-notes.txt").read_text() == "precious" and (run / "my-data/clip.wav").exists()
+    assert (run / "model.safetensors").exists()                                  # nothing was deleted
+    (run / "my-notes.txt").unlink(); import shutil; shutil.rmtree(run / "my-data")
+    with folder_lock(run):
+        assert prepare_run_dir(run, overwrite=True, config={"seed": 1}) == (run, None)
+    assert sorted(p.name for p in run.iterdir()) == [".afl-run.json", "config.yaml"]
+
+def test_a_users_folder_is_not_a_run(tmp_path):
+    from audioflamingo_lab.cli import prepare_run_dir
+    (tmp_path / "config.yaml").write_text("my: own config\n")
+    with pytest.raises(FileExistsError, match=r"is not empty and is not an afl run folder \(it holds config.yaml\)"):
+        prepare_run_dir(tmp_path, config={"seed": 0})
+    assert (tmp_path / "config.yaml").read_text() == "my: own config\n" and sorted(os.listdir(tmp_path)) == ["config.yaml"]
+
+def test_a_run_of_an_older_version_is_still_a_run(tmp_path):
+    import yaml
+    from audioflamingo_lab.cli import prepare_run_dir, run_files
+    config = {"model": {}, "data": {}, "optim": {}, "trainer": {}, "seed": 0}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "checkpoints").mkdir(); (tmp_path / "checkpoints/last.ckpt").write_bytes(b"c")
+    assert run_files(tmp_path) is not None
+    assert prepare_run_dir(tmp_path, config=config)[1] == tmp_path / "checkpoints/last.ckpt"
+
+def test_lock_being_written_is_not_taken(tmp_path):
+    "An empty lock file is its holder between create and write: a second process must not take it as stale."
+    from audioflamingo_lab.cli import folder_lock, LOCK
+    (tmp_path / LOCK).write_text("")
+    with pytest.raises(RuntimeError, match="in use by another afl process"):
+        with folder_lock(tmp_path): pass
+    assert (tmp_path / LOCK).exists()
+    os.utime(tmp_path / LOCK, (0, 0))                                            # empty for ages: its writer died
+    with folder_lock(tmp_path): assert (tmp_path / LOCK).read_text() == str(os.getpid())
+
+def test_lock_appears_with_its_owner(tmp_path, monkeypatch):
+    "The lock file never exists empty: it is linked into place after the pid is written."
+    from audioflamingo_lab import cli
+    seen = []
+    real_link = os.link
+    def link(src, dst):
+        seen.append(Path(src).read_text())
+        real_link(src, dst)
+        seen.append(Path(dst).read_text())
+    monkeypatch.setattr(cli.os, "link", link)
+    with cli.folder_lock(tmp_path): pass
+    assert seen == [str(os.getpid())] * 2
