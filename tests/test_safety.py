@@ -224,3 +224,136 @@ def test_lock_appears_with_its_owner(tmp_path, monkeypatch):
     monkeypatch.setattr(cli.os, "link", link)
     with cli.folder_lock(tmp_path): pass
     assert seen == [str(os.getpid())] * 2
+
+# -- checkpoints: never run their code, never trust their numbers ----------------------------------------------------------
+def _tiny_ckpt(tmp_path, name="c.safetensors", **kw):
+    from audioflamingo_lab.flamingo import build_model
+    from audioflamingo_lab.training import configure_trainable, save_checkpoint
+    torch.manual_seed(0)
+    model = configure_trainable(build_model("tiny", encoder=None), "pretrain")
+    return model, save_checkpoint(model, tmp_path / name, **kw)
+
+def _rewrite_meta(path, out, change_meta=None, change_tensors=None):
+    from safetensors import safe_open
+    from safetensors.torch import save_file, load_file
+    with safe_open(str(path), "pt") as f: meta = dict(f.metadata())
+    tensors = load_file(str(path))
+    if change_meta: change_meta(meta)
+    if change_tensors: change_tensors(tensors)
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+def _set_config(**fields):
+    def change(meta):
+        c = json.loads(meta["config"])
+        for k, v in fields.items():
+            if "." in k: c[k.split(".")[0]][k.split(".")[1]] = v
+            else: c[k] = v
+        meta["config"] = json.dumps(c)
+    return change
+
+def test_checkpoint_naming_a_local_folder_with_code_is_refused(tmp_path, monkeypatch):
+    "A local tokenizer/LM folder with custom code: never built, never asked about, never run."
+    from audioflamingo_lab.training import load_checkpoint
+    evil = tmp_path / "evil_lm"
+    evil.mkdir()
+    sentinel = tmp_path / "ran.txt"
+    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": {"AutoConfig": "code.EvilConfig",
+                                                  "AutoModelForCausalLM": "code.Evil", "AutoTokenizer": ["code.Tok", None]}}))
+    (evil / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["code.Tok", None]}}))
+    (evil / "code.py").write_text(f"open({str(sentinel)!r}, 'w').write('ran')\n")
+    _, path = _tiny_ckpt(tmp_path)
+    monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("loading a checkpoint asked whether to run code"))
+    for field in ("tokenizer", "lm"):
+        bad = _rewrite_meta(path, tmp_path / f"{field}.safetensors", _set_config(**{field: str(evil)}))
+        with pytest.raises(ValueError, match=rf"{bad}: metadata: config field {field} = .* (names a local folder|is not a preset)"):
+            load_checkpoint(bad)
+    monkeypatch.chdir(tmp_path)                                       # a relative name that is a local folder
+    bad = _rewrite_meta(path, tmp_path / "rel.safetensors", _set_config(tokenizer="evil_lm"))
+    with pytest.raises(ValueError, match="names a local folder"): load_checkpoint(bad)
+    assert not sentinel.exists()
+
+def test_checkpoint_naming_a_hub_repo_with_code_is_refused(tmp_path, monkeypatch):
+    from audioflamingo_lab.training import load_checkpoint
+    hub = tmp_path / "hub"
+    snap = hub / "models--someone--codey" / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (hub / "models--someone--codey" / "refs").mkdir()
+    (hub / "models--someone--codey" / "refs" / "main").write_text("0" * 40)
+    (snap / "config.json").write_text(json.dumps({"auto_map": {"AutoModelForCausalLM": "m.M"}}))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    import huggingface_hub.constants as C
+    monkeypatch.setattr(C, "HF_HUB_CACHE", str(hub))
+    _, path = _tiny_ckpt(tmp_path)
+    bad = _rewrite_meta(path, tmp_path / "hub.safetensors", _set_config(lm="someone/codey"))
+    with pytest.raises(ValueError, match=r"config field lm = 'someone/codey' carries custom code"): load_checkpoint(bad)
+
+@pytest.mark.parametrize("field,value", [("lm_config.hidden_size", 65536), ("lm_config.num_hidden_layers", 10_000),
+                                         ("media_dim", 10**9), ("audio_ffn", -1), ("xattn_heads", "8"),
+                                         ("lm_config.vocab_size", 900_000)])
+def test_checkpoint_sizes_are_bounded_before_allocating(tmp_path, monkeypatch, field, value):
+    from audioflamingo_lab import training
+    _, path = _tiny_ckpt(tmp_path)
+    bad = _rewrite_meta(path, tmp_path / "big.safetensors", _set_config(**{field: value}))
+    if field == "lm_config.vocab_size":                                   # in bounds alone; too big together
+        bad = _rewrite_meta(bad, bad, _set_config(**{"lm_config.hidden_size": 8192, "lm_config.num_hidden_layers": 64}))
+    monkeypatch.setattr(training, "_build", lambda c: pytest.fail("built a model from a tampered config"))
+    with pytest.raises(ValueError, match=rf"{bad}: metadata: config field {field.split('.')[0]}"):
+        training.load_checkpoint(bad)
+
+@pytest.mark.parametrize("key,value,message", [("config", "{not json", "metadata field config is not valid JSON"),
+                                               ("trainable", "[]", "metadata field trainable must be a JSON dict"),
+                                               ("extra", None, "metadata field extra is missing"),
+                                               ("full", "yes", "metadata field full = 'yes'")])
+def test_bad_checkpoint_metadata_names_file_and_field(tmp_path, key, value, message):
+    from audioflamingo_lab.training import load_checkpoint
+    _, path = _tiny_ckpt(tmp_path)
+    def change(meta):
+        if value is None: meta.pop(key)
+        else: meta[key] = value
+    bad = _rewrite_meta(path, tmp_path / "meta.safetensors", change)
+    with pytest.raises(ValueError, match=rf"{bad}: {message}"): load_checkpoint(bad)
+
+def test_checkpoint_with_nan_weights_is_refused(tmp_path):
+    from audioflamingo_lab.training import load_checkpoint, tensors_hash
+    _, path = _tiny_ckpt(tmp_path)
+    def nan(t): t["audio_layers.layers.layers.0.linear1.weight"][0, 0] = float("nan")
+    bad = _rewrite_meta(path, tmp_path / "nan.safetensors", change_tensors=nan)
+    with pytest.raises(ValueError, match="content hash"): load_checkpoint(bad)
+    rehashed = _rewrite_meta(bad, tmp_path / "nan2.safetensors",                 # NaN written with a matching hash
+                             change_meta=lambda m: m.update(sha256=""))
+    with pytest.raises(ValueError, match=r"tensor audio_layers.layers.layers.0.linear1.weight holds 1 NaN/inf"):
+        load_checkpoint(rehashed)
+
+def test_checkpoint_with_corrupted_floats_is_refused(tmp_path):
+    from audioflamingo_lab.training import load_checkpoint
+    _, path = _tiny_ckpt(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x40                                                    # one flipped bit in the last tensor's bytes
+    (tmp_path / "flip.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"flip.safetensors: the tensors do not match the checkpoint's content hash"):
+        load_checkpoint(tmp_path / "flip.safetensors")
+    load_checkpoint(path)                                                 # the intact file loads
+
+def test_a_different_lm_is_refused_by_name(tmp_path, monkeypatch):
+    "A checkpoint whose LM is rebuilt (not stored) must meet the same LM it was trained on."
+    import dataclasses
+    from audioflamingo_lab import training
+    from audioflamingo_lab.flamingo import build_model
+    torch.manual_seed(0)
+    model = training.configure_trainable(build_model("tiny", encoder=None), "pretrain")
+    model.config = dataclasses.replace(model.config, lm="someone/the-lm")   # as if it came from the hub
+    path = training.save_checkpoint(model, tmp_path / "rebuilt.safetensors")
+    assert not training.checkpoint_info(path)["full"] and training.checkpoint_info(path)["lm_fingerprint"]
+    def rebuild(seed):
+        def build(config):
+            torch.manual_seed(seed)
+            m = build_model("tiny", encoder=None)
+            m.config = dataclasses.replace(m.config, lm="someone/the-lm")
+            return m
+        return build
+    monkeypatch.setattr(training, "_build", rebuild(0))
+    training.load_checkpoint(path)                                        # the same LM: loads
+    monkeypatch.setattr(training, "_build", rebuild(1))                   # the hub repo changed under that name
+    with pytest.raises(ValueError, match=r"trained on the LM 'someone/the-lm' \(fingerprint \w+\), but the LM built"):
+        training.load_checkpoint(path)
