@@ -303,9 +303,7 @@ def load_checkpoint(path, map_location="cpu"):
     from safetensors.torch import load_file
     info = checkpoint_info(path)
     if info["only"]: raise ValueError(f"{path}: a snapshot of the {info['only']!r} tensors only, not a loadable checkpoint")
-    tensors = load_file(str(path), device="cpu")       # verified before the model (and its allocations) are built
-    if info["sha256"] and tensors_hash(tensors) != info["sha256"]:
-        raise ValueError(f"{path}: the tensors do not match the checkpoint's content hash (corrupted file?)")
+    tensors = load_file(str(path), device="cpu")       # checked before the model (and its allocations) are built
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ValueError(f"{path}: tensor {k} holds {int((~torch.isfinite(v)).sum())} NaN/inf value(s)")
@@ -321,6 +319,8 @@ def load_checkpoint(path, map_location="cpu"):
         raise ValueError(f"{path}: checkpoint does not match the model it describes: "
                          f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
                          f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+    if info["sha256"] and tensors_hash(tensors) != info["sha256"]:
+        raise ValueError(f"{path}: the tensors do not match the checkpoint's content hash (corrupted file?)")
     if info["lm_fingerprint"] and lm_fingerprint(model, got) != info["lm_fingerprint"]:
         raise ValueError(f"{path}: trained on the LM {info['config'].get('lm')!r} (fingerprint {info['lm_fingerprint']}), "
                          f"but the LM built from that name now differs (fingerprint {lm_fingerprint(model, got)}); refusing "
