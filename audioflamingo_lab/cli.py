@@ -159,8 +159,8 @@ def prepare_run_dir(out, overwrite: bool = False, config: dict | None = None) ->
             raise FileExistsError(f"{run} already holds a finished run ({run / 'model.safetensors'}): "
                                   "choose another --out, or pass --overwrite true to replace it")
         clear_folder(run)
-    last = run / "checkpoints" / "last.ckpt"
-    resume = last if last.exists() else None
+    from audioflamingo_lab.training import latest_good_checkpoint
+    resume = latest_good_checkpoint(run / "checkpoints")          # an unreadable last.ckpt falls back to the previous one
     run.mkdir(parents=True, exist_ok=True)
     mark_run_folder(run)
     if config is not None:

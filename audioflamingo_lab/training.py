@@ -4,12 +4,13 @@
 
 # %% ../nbs/07_training.ipynb #b830741d
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, re
+import dataclasses, hashlib, json, math, os, re, tempfile, warnings, zipfile
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from torch import nn
 import lightning as L
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from .xattn import GatedCrossAttentionBlock
 from . import flamingo as _flamingo
 
@@ -17,7 +18,7 @@ from . import flamingo as _flamingo
 __all__ = ['MODES', 'GROUPS', 'SIZE_BOUNDS', 'LM_BOUNDS', 'MAX_PARAMS', 'FORMAT', 'LoraSettings', 'param_group', 'new_token_ids',
            'configure_trainable', 'group_counts', 'trainable_table', 'optimizer_groups', 'lr_lambda', 'check_config',
            'check_source', 'tensors_hash', 'lm_fingerprint', 'save_checkpoint', 'checkpoint_info', 'load_checkpoint',
-           'gate_logs', 'FlamingoModule', 'GateSnapshots']
+           'gate_logs', 'FlamingoModule', 'GateSnapshots', 'AtomicCheckpointIO', 'latest_good_checkpoint']
 
 # %% ../nbs/07_training.ipynb #e1087cfc
 MODES = ("pretrain", "sft", "lora")
@@ -416,3 +417,38 @@ class GateSnapshots(L.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if trainer.global_step % self.every == 0: self._save(trainer, module)
     def on_train_end(self, trainer, module): self._save(trainer, module)
+
+# %% ../nbs/07_training.ipynb #84e5121c
+class AtomicCheckpointIO(TorchCheckpointIO):
+    "Lightning checkpoints written atomically in their own folder; the version they replace is kept as `<name>.prev`."
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")   # same file system
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if _readable(path): os.replace(path, path.with_name(path.name + ".prev"))   # keep the last good one
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp): os.unlink(tmp)                 # a failed write leaves nothing behind
+
+def _readable(path: Path, full: bool = False) -> bool:
+    "A torch.save zip with its central directory (a truncated write has none); `full` also checks every CRC."
+    if not path.is_file() or not zipfile.is_zipfile(path): return False
+    if not full: return True
+    try:
+        with zipfile.ZipFile(path) as z: return z.testzip() is None
+    except (zipfile.BadZipFile, OSError): return False
+
+def latest_good_checkpoint(folder, name: str = "last.ckpt") -> Path | None:
+    "The checkpoint to resume from: `name` if it is readable, else its previous version (with a warning), else None."
+    candidates = [Path(folder) / name, Path(folder) / (name + ".prev")]
+    bad = [p for p in candidates if p.exists() and not _readable(p, full=True)]
+    good = next((p for p in candidates if p.exists() and p not in bad), None)
+    if bad:
+        then = f"resuming from {good}" if good else "no earlier good checkpoint: starting from step 0"
+        warnings.warn(f"{', '.join(map(str, bad))} unreadable (truncated: disk full during the write?); {then}", stacklevel=2)
+    return good

@@ -198,7 +198,7 @@ def test_a_run_of_an_older_version_is_still_a_run(tmp_path):
     from audioflamingo_lab.cli import prepare_run_dir, run_files
     config = {"model": {}, "data": {}, "optim": {}, "trainer": {}, "seed": 0}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "checkpoints").mkdir(); (tmp_path / "checkpoints/last.ckpt").write_bytes(b"c")
+    (tmp_path / "checkpoints").mkdir(); torch.save({"step": 1}, tmp_path / "checkpoints/last.ckpt")
     assert run_files(tmp_path) is not None
     assert prepare_run_dir(tmp_path, config=config)[1] == tmp_path / "checkpoints/last.ckpt"
 
@@ -356,3 +356,59 @@ def test_a_different_lm_is_refused_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "_build", rebuild(1))                   # the hub repo changed under that name
     with pytest.raises(ValueError, match=r"trained on the LM 'someone/the-lm' \(fingerprint \w+\), but the LM built"):
         training.load_checkpoint(path)
+
+# -- a full disk while writing last.ckpt ---------------------------------------------------------------------------------
+def _full_disk(monkeypatch):
+    "Fault injection: every write of checkpoint bytes to disk stops half-way with ENOSPC (a copy across file systems"
+    "like Lightning's temp-file move, or a direct torch.save into a file)."
+    import errno, shutil
+    def move(src, dst):                                       # what a cross-device move does: copy, then run out of space
+        data = Path(src).read_bytes()
+        Path(dst).write_bytes(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    real_save = torch.save
+    def save(obj, f, *a, **k):
+        import io
+        if isinstance(f, io.BufferedWriter):                  # a real file (not Lightning's in-memory buffer)
+            buf = io.BytesIO(); real_save(obj, buf, *a, **k)
+            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+    monkeypatch.setattr(shutil, "move", move)
+    monkeypatch.setattr(torch, "save", save)
+
+def test_full_disk_during_last_ckpt_keeps_the_good_one(tmp_path, monkeypatch):
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+    from audioflamingo_lab.training import AtomicCheckpointIO
+    good, new = {"step": 4, "w": torch.arange(1000.)}, {"step": 8, "w": torch.arange(2000.)}
+    for name, io in (("lightning", TorchCheckpointIO()), ("atomic", AtomicCheckpointIO())):
+        last = tmp_path / name / "last.ckpt"
+        io.save_checkpoint(good, last)
+        with monkeypatch.context() as m:
+            _full_disk(m)
+            with pytest.raises(OSError): io.save_checkpoint(new, last)
+        readable = True
+        try: torch.load(last, weights_only=True)
+        except Exception: readable = False
+        if name == "lightning": assert not readable             # the bug this guards against: half a last.ckpt
+        else:
+            assert readable and torch.load(last, weights_only=True)["step"] == 4
+            assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]   # no temp file left behind
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(new, last)
+    assert torch.load(last, weights_only=True)["step"] == 8 and torch.load(last.with_name("last.ckpt.prev"), weights_only=True)["step"] == 4
+
+def test_unreadable_last_ckpt_resumes_from_the_previous_good_one(tmp_path):
+    from audioflamingo_lab.cli import prepare_run_dir
+    run, _ = prepare_run_dir(tmp_path / "run", config={"seed": 0})
+    (run / "checkpoints").mkdir()
+    torch.save({"step": 4}, run / "checkpoints/last.ckpt.prev")
+    torch.save({"step": 8, "w": torch.zeros(1000)}, run / "checkpoints/last.ckpt")
+    data = (run / "checkpoints/last.ckpt").read_bytes()
+    (run / "checkpoints/last.ckpt").write_bytes(data[: len(data) // 2])       # a disk-full leftover
+    with pytest.warns(UserWarning, match=r"last.ckpt unreadable \(truncated: disk full during the write\?\); resuming from .*last.ckpt.prev"):
+        _, resume = prepare_run_dir(run, config={"seed": 0})
+    assert resume == run / "checkpoints/last.ckpt.prev"
+    (run / "checkpoints/last.ckpt.prev").unlink()
+    with pytest.warns(UserWarning, match="no earlier good checkpoint: starting from step 0"):
+        assert prepare_run_dir(run, config={"seed": 0})[1] is None
