@@ -412,3 +412,69 @@ def test_unreadable_last_ckpt_resumes_from_the_previous_good_one(tmp_path):
     (run / "checkpoints/last.ckpt.prev").unlink()
     with pytest.warns(UserWarning, match="no earlier good checkpoint: starting from step 0"):
         assert prepare_run_dir(run, config={"seed": 0})[1] is None
+
+# -- training data: an empty split is refused; kill -> resume sees the same batches ----------------------------------------
+def _dm(tokenizer, train, batch_size=2, dim=128):
+    from audioflamingo_lab.datamodule import AudioFlamingoDataModule
+    from audioflamingo_lab.core import stable_seed
+    class Embeddings:                                                      # a stand-in for EmbeddingCache: fixed vectors per file
+        def get(self, path, start=None, duration=None):
+            g = torch.Generator().manual_seed(stable_seed("emb", path) % 2**31)
+            return torch.randn(2, dim, generator=g), torch.ones(2, dtype=torch.bool)
+    return AudioFlamingoDataModule(train=train, tokenizer=tokenizer, cache=Embeddings(), batch_size=batch_size, seed=3)
+
+def _items(n, split="train"):
+    words = ["a dog barks.", "rain falls.", "a bell rings.", "birds chirp.", "a car passes.", "people clap."]
+    return [Item(id=f"{split}{i}", audio=f"/clips/{i}.wav", split=split, prompt="Describe the sound.", answer=words[i % 6])
+            for i in range(n)]
+
+def test_empty_train_split_is_refused_naming_the_file(tmp_path, tiny):
+    from audioflamingo_lab.manifest import write_manifest
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"empty.jsonl: the train split is empty"):
+        _dm(tiny.tokenizer, {str(tmp_path / "empty.jsonl"): 1.0}).setup("fit")
+    only_val = write_manifest([Item(id="v", audio=None, split="val", prompt="p", answer="a")], tmp_path / "val.jsonl")
+    with pytest.raises(ValueError, match=r"val.jsonl: the train split is empty"):
+        _dm(tiny.tokenizer, {str(only_val): 1.0}).setup("fit")
+
+def test_afl_train_on_an_empty_manifest_fails_and_writes_no_model(tmp_path):
+    from audioflamingo_lab.cli import train, DataSection, TrainerSection
+    (tmp_path / "empty.jsonl").write_text("")
+    data = DataSection(train={str(tmp_path / "empty.jsonl"): 1.0}, cache=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="empty.jsonl: the train split is empty"):
+        train(out=str(tmp_path / "run"), data=data, trainer=TrainerSection(max_steps=2, accelerator="cpu",
+                                                                         enable_progress_bar=False))
+    assert not (tmp_path / "run/model.safetensors").exists()
+
+def _fit(tmp_path, name, max_steps, init_seed, callbacks=(), ckpt_path=None, every=None):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from audioflamingo_lab.core import seed_everything
+    from audioflamingo_lab.flamingo import build_model
+    from audioflamingo_lab.training import FlamingoModule, AtomicCheckpointIO
+    seed_everything(init_seed)
+    module = FlamingoModule(model=build_model("tiny", encoder=None), mode="pretrain", lr=3e-3)
+    dm = _dm(module.model.tokenizer, [(_items(10), 1.0)])
+    cbs = list(callbacks)
+    if every: cbs.append(ModelCheckpoint(dirpath=tmp_path / name, save_last=True, every_n_train_steps=every, save_top_k=0))
+    trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path / name, enable_checkpointing=bool(every),
+                        callbacks=cbs, plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0, limit_val_batches=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, dm, ckpt_path=ckpt_path)
+    return module, trainer
+
+def test_kill_then_resume_equals_the_uninterrupted_run(tmp_path):
+    "10 items, batch 2: 5 batches an epoch; killed after step 3 (mid-epoch), resumed to step 7 (into epoch 2)."
+    from audioflamingo_lab.datamodule import SamplerCheckpoint
+    straight, _ = _fit(tmp_path, "straight", 7, 1, [SamplerCheckpoint()])
+    _fit(tmp_path, "killed", 3, 1, [SamplerCheckpoint()], every=3)
+    last = tmp_path / "killed/last.ckpt"
+    assert torch.load(last, weights_only=False)["callbacks"]["SamplerCheckpoint"] == {"epoch": 0, "consumed": 6}
+    resumed, t = _fit(tmp_path, "resumed", 7, 5, [SamplerCheckpoint()], ckpt_path=last)   # another init: the ckpt wins
+    assert t.global_step == 7
+    for (n, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+    restarted, _ = _fit(tmp_path, "restarted", 7, 5, [], ckpt_path=last)                   # the old behaviour: data restarts
+    assert any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(straight.parameters(), restarted.parameters()))
