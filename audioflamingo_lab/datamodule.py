@@ -122,7 +122,9 @@ class BlendSampler(Sampler):
     def __iter__(self):
         order = blend_indices(self.sizes, self.weights, self.epoch, self.seed)
         resume, self._resume = self._resume, None
-        return iter(order[resume[1]:] if resume and resume[0] == self.epoch else order)
+        if not resume or resume[0] != self.epoch: return iter(order)
+        skip = resume[1] % max(len(order), 1)   # rotate, not cut: the length stays (DDP's sampler wrapper indexes it);
+        return iter(order[skip:] + order[:skip])   # Lightning ends the epoch after its remaining batches
     def __len__(self): return sum(round(n * w) for n, w in zip(self.sizes, self.weights))
 
 def _train_sampler(trainer):
@@ -141,7 +143,8 @@ class SamplerCheckpoint(L.Callback):
     def setup(self, trainer, module, stage): self._trainer = trainer
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         loader = trainer.train_dataloader
-        self.position = {"epoch": trainer.current_epoch, "consumed": (batch_idx + 1) * loader.batch_size}
+        consumed = (batch_idx + 1) * loader.batch_size * trainer.world_size   # DDP ranks take interleaved slices
+        self.position = {"epoch": trainer.current_epoch, "consumed": consumed}
     def on_train_epoch_end(self, trainer, module): self.position = {"epoch": trainer.current_epoch + 1, "consumed": 0}
     def state_dict(self): return dict(self.position)
     def load_state_dict(self, state):

@@ -478,3 +478,15 @@ def test_kill_then_resume_equals_the_uninterrupted_run(tmp_path):
         assert torch.allclose(p, q, atol=1e-6), n
     restarted, _ = _fit(tmp_path, "restarted", 7, 5, [], ckpt_path=last)                   # the old behaviour: data restarts
     assert any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(straight.parameters(), restarted.parameters()))
+
+def test_resumed_sampler_gives_each_ddp_rank_its_remaining_indices():
+    "Under DDP Lightning wraps the sampler (rank r takes positions r, r+2, ...): a resume must keep that partition."
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+    from audioflamingo_lab.datamodule import BlendSampler
+    def rank_order(sampler, rank):
+        return list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False))
+    full = {r: rank_order(BlendSampler([10, 7], [1.0, 2.0], seed=4), r) for r in (0, 1)}
+    for r in (0, 1):
+        s = BlendSampler([10, 7], [1.0, 2.0], seed=4)
+        s.resume_at(0, 3 * 2 * 2)                                  # 3 batches of 2 on each of 2 ranks were trained
+        assert rank_order(s, r)[:len(full[r]) - 6] == full[r][6:]  # each rank continues where it stopped
