@@ -318,7 +318,8 @@ class EmbeddingCache:
                  and mask.dtype == torch.bool and mask.shape == emb.shape[:1]
             if not ok: problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
             elif not torch.isfinite(emb).all(): problem = "NaN or infinite values"
-            elif meta.get("sha256") != self.content_hash(emb, mask): problem = "content hash mismatch (corrupted floats?)"
+            elif "sha256" not in meta: problem = "no content hash: written by an older version"
+            elif meta["sha256"] != self.content_hash(emb, mask): problem = "content hash mismatch (corrupted floats?)"
             else: return emb, mask
         except Exception as e: problem = str(e) or type(e).__name__
         warnings.warn(f"corrupt cache entry {entry} for {path} ({problem}); recomputing")
