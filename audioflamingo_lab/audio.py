@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_audio.ipynb #922d75c8
 from __future__ import annotations
-import math, os, warnings
+import math, os, re, warnings
 import numpy as np
 import soundfile as sf
 import soxr
@@ -12,7 +12,7 @@ import torch
 from .core import AudioError
 
 # %% auto #0
-__all__ = ['load_audio', 'windows_for_samples', 'num_windows', 'sliding_windows']
+__all__ = ['MIN_PEAK', 'load_audio', 'windows_for_samples', 'num_windows', 'sliding_windows', 'load_windows']
 
 # %% ../nbs/01_audio.ipynb #c61055a6
 def _open_info(path) -> sf._SoundFileInfo:
@@ -22,10 +22,22 @@ def _open_info(path) -> sf._SoundFileInfo:
     try: return sf.info(str(path))
     except Exception as e: raise AudioError(path, f"cannot be read as audio ({e})") from None
 
+MIN_PEAK = 10 ** (-50 / 20)   # -50 dBFS: quieter clips are scaled as if this were their peak, so dither stays quiet
+
+def _promised_frames(info) -> int | None:
+    "Frames the header of a WAV/AIFF promises, when libsndfile found fewer bytes on disk (it clamps silently)."
+    m = re.search(r"\ndata\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "")
+    if not m or int(m.group(1)) <= int(m.group(2)): return None
+    return int(m.group(1)) * info.frames // max(int(m.group(2)), 1)
+
 def load_audio(path, sample_rate: int, start: float | None = None, duration: float | None = None,
-               normalize: bool = True) -> np.ndarray:
-    "Read `path` (segment `[start, start+duration)` in seconds) as mono float32 at `sample_rate`, peak-normalised."
+               normalize: bool = True, max_seconds: float | None = None, min_peak: float = MIN_PEAK) -> np.ndarray:
+    """Read `path` (segment `[start, start+duration)` in seconds) as mono float32 at `sample_rate`, peak-normalised.
+    `max_seconds` reads at most that much from disk (long files are never decoded in full to keep a few windows)."""
     info = _open_info(path)
+    if (promised := _promised_frames(info)) is not None:
+        warnings.warn(f"{path}: truncated file: the header promises {promised / info.samplerate:.2f} s, only "
+                      f"{info.frames / info.samplerate:.2f} s are present; using what is there", stacklevel=2)
     if info.frames == 0: raise AudioError(path, "file is empty (0 samples)")
     sr_in = info.samplerate
     first = 0 if start is None else round(start * sr_in)
@@ -34,6 +46,9 @@ def load_audio(path, sample_rate: int, start: float | None = None, duration: flo
         raise AudioError(path, f"start={start} s is beyond the end of the file ({info.frames / sr_in:.3f} s)")
     if duration is not None and duration <= 0: raise AudioError(path, f"duration={duration} s must be > 0")
     count = -1 if duration is None else max(1, round(duration * sr_in))
+    if max_seconds is not None:                                          # +1: resampling needs the last frame
+        cap = math.ceil(max_seconds * sr_in) + 1
+        count = cap if count < 0 else min(count, cap)
     try:
         with sf.SoundFile(str(path)) as f:
             if first: f.seek(first)
@@ -43,10 +58,10 @@ def load_audio(path, sample_rate: int, start: float | None = None, duration: flo
     if not np.isfinite(x).all(): raise AudioError(path, "contains NaN or infinite samples")
     x = x.mean(axis=1)                                                   # mono: mean of the channels
     if sr_in != sample_rate: x = soxr.resample(x, sr_in, sample_rate, quality="HQ")
+    if max_seconds is not None: x = x[:round(max_seconds * sample_rate)]
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if normalize:
-        peak = float(np.abs(x).max())
-        x = x / peak if peak > 0 else np.zeros_like(x)                   # silence stays silent (no 0/0)
+    if normalize:                                                        # silence stays silent (no 0/0), hiss stays hiss
+        x = x / max(float(np.abs(x).max()), min_peak)
     return x.astype(np.float32, copy=False)
 
 # %% ../nbs/01_audio.ipynb #a6795140
@@ -89,3 +104,21 @@ def sliding_windows(waveform, sample_rate: int, window_s: float = 7.0, hop_s: fl
         windows = torch.cat([windows, windows.new_zeros(max_windows - n, W)])
         mask = torch.cat([mask, mask.new_zeros(max_windows - n)])
     return windows, mask
+
+def load_windows(path, sample_rate: int, window_s: float = 7.0, hop_s: float = 1.75, max_windows: int | None = 16,
+                 start: float | None = None, duration: float | None = None, pad: bool = True,
+                 on_long: str = "crop") -> tuple[torch.Tensor, torch.Tensor]:
+    "`load_audio` + `sliding_windows`, decoding (and resampling) only the seconds the windows keep."
+    keep = None
+    if max_windows is not None:
+        covered = (round(window_s * sample_rate) + (max_windows - 1) * round(hop_s * sample_rate)) / sample_rate
+        info = _open_info(path)
+        available = info.frames / info.samplerate - (start or 0.0)
+        if duration is not None: available = min(available, duration)
+        if round(available * sample_rate) > round(covered * sample_rate):   # the same message sliding_windows gives
+            msg = f"{available:.2f} s is longer than the {covered:.2f} s that {max_windows} windows cover"
+            if on_long == "error": raise AudioError(path, msg)
+            warnings.warn(f"{path}: {msg}; dropping the last {available - covered:.2f} s", stacklevel=2)
+            keep = covered
+    wave = load_audio(path, sample_rate, start, duration, max_seconds=keep)
+    return sliding_windows(wave, sample_rate, window_s, hop_s, max_windows, pad, on_long, source=path)

@@ -4,15 +4,16 @@
 
 # %% ../nbs/15_cli.ipynb #cd885daf
 from __future__ import annotations
-import json, os, shutil, sys
+import json, os, shutil, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['LOCK', 'ModelSection', 'DataSection', 'OptimSection', 'TrainerSection', 'folder_lock', 'clear_folder',
-           'prepare_run_dir', 'train', 'data_build', 'index_build', 'eval_', 'chat', 'commands', 'main']
+__all__ = ['LOCK', 'FRESH_S', 'RUN_LIST', 'RUN_ENTRIES', 'ModelSection', 'DataSection', 'OptimSection', 'TrainerSection',
+           'folder_lock', 'run_files', 'mark_run_folder', 'clear_folder', 'prepare_run_dir', 'train', 'data_build',
+           'index_build', 'eval_', 'chat', 'commands', 'main']
 
 # %% ../nbs/15_cli.ipynb #c8fb0eb1
 @dataclass
@@ -67,11 +68,28 @@ class TrainerSection:
 
 # %% ../nbs/15_cli.ipynb #0cfd1f08
 LOCK = ".afl.lock"
+FRESH_S = 10.0   # an empty lock younger than this belongs to a holder that is still writing its pid (older writers)
 
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0); return True
     except ProcessLookupError: return False
     except PermissionError: return True
+
+def _create_with_pid(path: Path) -> bool:
+    "Create `path` already holding our pid (write a temp file, then hard-link it: atomic); False if it exists."
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(os.getpid()))
+    try: os.link(tmp, path); return True
+    except FileExistsError: return False
+    finally: tmp.unlink(missing_ok=True)
+
+def _holder(path: Path) -> int | None:
+    "The live pid holding `path`, or None when the lock is stale (dead owner, or empty and old)."
+    try: text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
+    except FileNotFoundError: return None
+    if not text: return -1 if age < FRESH_S else None           # being written by a non-atomic writer: not stale yet
+    pid = int(text) if text.isdigit() else 0
+    return pid if pid and pid != os.getpid() and _alive(pid) else None
 
 @contextmanager
 def folder_lock(folder):
@@ -80,38 +98,75 @@ def folder_lock(folder):
     path = Path(folder) / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
-        try: fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY); break
-        except FileExistsError:
-            try: pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError): pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise RuntimeError(f"{folder} is in use by another afl process (pid {pid}): wait for it, or use another --out") from None
-            path.unlink(missing_ok=True)                       # stale: its owner is gone
+        if _create_with_pid(path): break
+        if (pid := _holder(path)) is not None:
+            who = f"pid {pid}" if pid > 0 else "a process that is just taking it"
+            raise RuntimeError(f"{folder} is in use by another afl process ({who}): wait for it, or use another --out")
+        path.unlink(missing_ok=True)                           # stale: its owner is gone
     else: raise RuntimeError(f"{folder}: could not take {path}")
-    os.write(fd, str(os.getpid()).encode()); os.close(fd)
     try: yield
     finally: path.unlink(missing_ok=True)
 
 # %% ../nbs/15_cli.ipynb #9dec37bd
-def clear_folder(folder: Path):
-    "Delete everything in `folder` but the lock this process holds (an explicit --overwrite)."
-    for p in Path(folder).iterdir():
-        if p.name != LOCK: shutil.rmtree(p) if p.is_dir() else p.unlink()
+RUN_LIST = ".afl-run.json"   # what makes a folder one of our runs: the entries the run writes (and may delete)
+RUN_ENTRIES = ("config.yaml", "checkpoints", "gates", "logs", "model.safetensors", RUN_LIST)
+_CONFIG_KEYS = {"model", "data", "optim", "trainer", "seed"}
 
-def _finished(run: Path) -> bool: return (run / "model.safetensors").exists()
+def run_files(folder) -> list[str] | None:
+    "The entries `folder`'s run list names; None when `folder` is not a run folder we wrote."
+    path = Path(folder) / RUN_LIST
+    if path.is_file():
+        try: return list(json.loads(path.read_text())["entries"])
+        except (ValueError, KeyError, TypeError) as e: raise ValueError(f"{path}: unreadable run list ({e})") from None
+    config = Path(folder) / "config.yaml"                      # a run written before run lists existed
+    try: legacy = isinstance(c := yaml.safe_load(config.read_text()), dict) and _CONFIG_KEYS <= set(c)
+    except (OSError, yaml.YAMLError): legacy = False
+    return list(RUN_ENTRIES) if legacy and not _foreign(folder, RUN_ENTRIES) else None
+
+def _foreign(folder, names) -> list[str]:
+    "Entries of `folder` that are not in `names` (nor our lock)."
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in set(names) | {LOCK}) if Path(folder).is_dir() else []
+
+def _listing(names: list[str], n: int = 8) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+def mark_run_folder(folder, entries=RUN_ENTRIES):
+    "Write the run list (atomically): from now on `folder` is a run, and `entries` are what clear_folder may delete."
+    path = Path(folder) / RUN_LIST
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")   # DDP ranks mark the folder too
+    tmp.write_text(json.dumps({"afl_run": 1, "entries": list(entries)}))
+    os.replace(tmp, path)
+
+def clear_folder(folder: Path, names=None):
+    """Delete what a run wrote in `folder` (the entries of its run list, or `names`), never anything else: if the folder
+    holds other files, refuse and name them before deleting anything (an explicit --overwrite)."""
+    names = list(names) if names is not None else run_files(folder)
+    if names is None: raise FileExistsError(f"{folder} is not an afl run folder (no {RUN_LIST}): delete it yourself, or use another --out")
+    if extra := _foreign(folder, names):
+        raise FileExistsError(f"{folder} holds files no run wrote ({_listing(extra)}): move them away, or use another --out")
+    for name in names:
+        p = Path(folder) / name
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+        elif p.exists() or p.is_symlink(): p.unlink()
+
+def _finished(run: Path) -> bool: return run_files(run) is not None and (run / "model.safetensors").is_file()
 
 def prepare_run_dir(out, overwrite: bool = False, config: dict | None = None) -> tuple[Path, Path | None]:
     """The run folder, and the Lightning checkpoint to resume from. A finished run is never overwritten silently;
-    an interrupted one (a `last.ckpt`, no `model.safetensors`) is resumed."""
+    an interrupted one (a `last.ckpt`, no `model.safetensors`) is resumed; a non-empty folder that is not a run is refused."""
     run = Path(out)
+    if _foreign(run, ()) and run_files(run) is None:
+        raise FileExistsError(f"{run} is not empty and is not an afl run folder (it holds {_listing(_foreign(run, ()))}): "
+                              "choose an empty or new --out")
     if _finished(run):
         if not overwrite:
             raise FileExistsError(f"{run} already holds a finished run ({run / 'model.safetensors'}): "
                                   "choose another --out, or pass --overwrite true to replace it")
         clear_folder(run)
-    last = run / "checkpoints" / "last.ckpt"
-    resume = last if last.exists() else None
+    from audioflamingo_lab.training import latest_good_checkpoint
+    resume = latest_good_checkpoint(run / "checkpoints")          # an unreadable last.ckpt falls back to the previous one
     run.mkdir(parents=True, exist_ok=True)
+    mark_run_folder(run)
     if config is not None:
         old = run / "config.yaml"
         if resume is not None and old.exists() and yaml.safe_load(old.read_text()) != json.loads(json.dumps(config)):
@@ -196,9 +251,9 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed) -> Path:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
     from audioflamingo_lab.core import seed_everything
-    from audioflamingo_lab.datamodule import AudioFlamingoDataModule
+    from audioflamingo_lab.datamodule import AudioFlamingoDataModule, SamplerCheckpoint
     from audioflamingo_lab.encoders import EmbeddingCache
-    from audioflamingo_lab.training import FlamingoModule, GateSnapshots, save_checkpoint
+    from audioflamingo_lab.training import AtomicCheckpointIO, FlamingoModule, GateSnapshots, save_checkpoint
     run, resume = prepare_run_dir(out, overwrite, config)
     seed_everything(seed)
     net = _load_model(model)
@@ -214,10 +269,10 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed) -> Path:
     every = trainer.checkpoint_every_n_steps
     callbacks = [ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
                  GateSnapshots(run / "gates", every_n_steps=every),
-                 *_fewshot_callbacks(data, cache, seed, dm.dataset_kw["max_tokens"])]
+                 SamplerCheckpoint(), *_fewshot_callbacks(data, cache, seed, dm.dataset_kw["max_tokens"])]
     kw = {k: v for k, v in asdict(trainer).items() if k != "checkpoint_every_n_steps"}
     fit = L.Trainer(default_root_dir=run, logger=CSVLogger(run, name="logs"), callbacks=callbacks,
-                    num_sanity_val_steps=0, limit_val_batches=0, **kw)
+                    plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0, limit_val_batches=0, **kw)
     if resume is not None: print(f"resuming {run} from {resume}", file=sys.stderr)
     fit.fit(module, dm, ckpt_path=str(resume) if resume else None)
     if fit.is_global_zero: save_checkpoint(net, run / "model.safetensors", extra={"config": config})

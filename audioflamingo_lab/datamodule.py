@@ -18,7 +18,8 @@ from .template import render, collate_rendered, token_ids
 from .icl import make_episode, EpisodeMix
 
 # %% auto #0
-__all__ = ['load_media', 'EpisodeDataset', 'collate', 'blend_indices', 'BlendSampler', 'AudioFlamingoDataModule']
+__all__ = ['load_media', 'EpisodeDataset', 'collate', 'blend_indices', 'BlendSampler', 'SamplerCheckpoint',
+           'AudioFlamingoDataModule']
 
 # %% ../nbs/11_datamodule.ipynb #f4d1e6bd
 def load_media(item: Item, cache=None, encoder=None, max_windows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,13 +110,50 @@ class BlendSampler(Sampler):
     "Yields `blend_indices` of the current epoch; Lightning calls `set_epoch` before every epoch."
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], seed: int = 0, dataset: EpisodeDataset | None = None):
         self.sizes, self.weights, self.seed, self.dataset, self.epoch = list(sizes), list(weights), seed, dataset, 0
+        self._resume: tuple[int, int] | None = None               # (epoch, indices already consumed) after a resume
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
         if self.dataset is not None: self.dataset.epoch = epoch   # ICL draws change per epoch too (workers are re-forked per epoch)
 
-    def __iter__(self): return iter(blend_indices(self.sizes, self.weights, self.epoch, self.seed))
+    def resume_at(self, epoch: int, consumed: int):
+        "The next iteration of `epoch` starts after its first `consumed` indices (they were trained on before the kill)."
+        self.set_epoch(epoch)
+        self._resume = (epoch, consumed)
+
+    def __iter__(self):
+        order = blend_indices(self.sizes, self.weights, self.epoch, self.seed)
+        resume, self._resume = self._resume, None
+        if not resume or resume[0] != self.epoch: return iter(order)
+        skip = resume[1] % max(len(order), 1)   # rotate, not cut: the length stays (DDP's sampler wrapper indexes it);
+        return iter(order[skip:] + order[:skip])   # Lightning ends the epoch after its remaining batches
     def __len__(self): return sum(round(n * w) for n, w in zip(self.sizes, self.weights))
+
+def _train_sampler(trainer):
+    "The BlendSampler the trainer's train loader draws from (through the data module or the loader), or None."
+    for owner in (getattr(trainer, "datamodule", None), getattr(trainer.fit_loop, "_combined_loader", None)):
+        loaders = getattr(owner, "flattened", None) or [owner]
+        for x in loaders:
+            s = getattr(x, "sampler", None)
+            if isinstance(s, BlendSampler): return s
+    return None
+
+class SamplerCheckpoint(L.Callback):
+    """Puts the position in the blended data order into every checkpoint, and puts it back on resume, so a run that is
+    killed and resumed sees exactly the batches of an uninterrupted run."""
+    def __init__(self): self.position, self._trainer = {"epoch": 0, "consumed": 0}, None
+    def setup(self, trainer, module, stage): self._trainer = trainer
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        loader = trainer.train_dataloader
+        consumed = (batch_idx + 1) * loader.batch_size * trainer.world_size   # DDP ranks take interleaved slices
+        self.position = {"epoch": trainer.current_epoch, "consumed": consumed}
+    def on_train_epoch_end(self, trainer, module): self.position = {"epoch": trainer.current_epoch + 1, "consumed": 0}
+    def state_dict(self): return dict(self.position)
+    def load_state_dict(self, state):
+        self.position = dict(state)
+        sampler = _train_sampler(self._trainer) if self._trainer is not None else None
+        if sampler is None: raise ValueError("SamplerCheckpoint: the train loader has no BlendSampler to resume")
+        sampler.resume_at(int(state["epoch"]), int(state["consumed"]))
 
 # %% ../nbs/11_datamodule.ipynb #63d8c522
 def _items(source, split: str, name: str) -> list[Item]:
@@ -147,6 +185,12 @@ class AudioFlamingoDataModule(L.LightningDataModule):
     def _read(self):
         if self.train_items is not None: return
         self.train_items = [_items(src, "train", str(src)) for src, _ in self.sources]
+        for k, ((src, weight), items) in enumerate(zip(self.sources, self.train_items)):   # empty: trains nothing, silently
+            if weight > 0 and not items:
+                name = src if isinstance(src, (str, Path)) else f"train source {k} (a list of items)"
+                raise ValueError(f"{name}: the train split is empty (no line with \"split\": \"train\"): nothing to train on")
+        if not any(round(len(items) * w) for (_, w), items in zip(self.sources, self.train_items)):
+            raise ValueError("no training data: every train source has weight 0 or too few items")
         self.val_items = [it for src, _ in self.sources for it in _items(src, "val", str(src))[:self.val_limit]]
 
     def precompute(self):

@@ -14,7 +14,7 @@ from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
-from .audio import load_audio, sliding_windows
+from .audio import load_audio, load_windows, sliding_windows
 
 # %% auto #0
 __all__ = ['ENCODERS', 'AUDIO_PREFIXES', 'weights_digest', 'WindowEncoder', 'register_encoder', 'available_encoders',
@@ -63,9 +63,8 @@ class WindowEncoder(nn.Module):
     def encode_file(self, path, max_windows: int | None = 16, start: float | None = None,
                     duration: float | None = None, pad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         "`(emb (n, dim) float32 CPU, mask (n,) bool)` of one file; padded slots are zero vectors with mask False."
-        wave = load_audio(path, self.sample_rate, start=start, duration=duration)
-        windows, mask = sliding_windows(wave, self.sample_rate, self.window_s, self.hop_s,
-                                        max_windows=max_windows, pad=False, source=path)
+        windows, mask = load_windows(path, self.sample_rate, self.window_s, self.hop_s, max_windows=max_windows,
+                                     start=start, duration=duration, pad=False)   # decodes only what the windows keep
         with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
             emb = self(windows[None].to(self.device))[0].float().cpu()
         if pad and max_windows is not None and len(emb) < max_windows:
@@ -304,14 +303,24 @@ class EmbeddingCache:
         key = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
         return self.root / key[:2] / f"{key}.safetensors"
 
+    @staticmethod
+    def content_hash(emb, mask) -> str:
+        "sha256 of the entry's tensors: a flipped bit on disk changes it."
+        return hashlib.sha256(emb.contiguous().numpy().tobytes() + mask.contiguous().numpy().tobytes()).hexdigest()
+
     def _read(self, entry: Path, path):
+        from safetensors import safe_open
         try:
-            d = load_file(str(entry))
-            emb, mask = d["emb"], d["mask"]
+            with safe_open(str(entry), "pt") as f:
+                meta = f.metadata() or {}
+                emb, mask = f.get_tensor("emb"), f.get_tensor("mask")
             ok = emb.dtype == torch.float32 and emb.ndim == 2 and emb.shape[1] == self.encoder.dim \
                  and mask.dtype == torch.bool and mask.shape == emb.shape[:1]
-            if ok: return emb, mask
-            problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
+            if not ok: problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
+            elif not torch.isfinite(emb).all(): problem = "NaN or infinite values"
+            elif "sha256" not in meta: problem = "no content hash: written by an older version"
+            elif meta["sha256"] != self.content_hash(emb, mask): problem = "content hash mismatch (corrupted floats?)"
+            else: return emb, mask
         except Exception as e: problem = str(e) or type(e).__name__
         warnings.warn(f"corrupt cache entry {entry} for {path} ({problem}); recomputing")
         return None
@@ -319,7 +328,8 @@ class EmbeddingCache:
     def _write(self, entry: Path, emb, mask, path):
         entry.parent.mkdir(parents=True, exist_ok=True)
         blob = save({"emb": emb.contiguous(), "mask": mask.contiguous()},
-                    metadata={"source": str(path), "encoder": type(self.encoder).__name__, "encoder_key": self.encoder_key})
+                    metadata={"source": str(path), "encoder": type(self.encoder).__name__, "encoder_key": self.encoder_key,
+                              "sha256": self.content_hash(emb, mask)})
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem[:16]}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -340,6 +350,7 @@ class EmbeddingCache:
         emb, mask = self.encoder.encode_file(path, max_windows=self.max_windows, start=start, duration=duration)
         self.encoder_calls += 1
         emb, mask = emb.float().contiguous(), mask.bool().contiguous()
+        if not torch.isfinite(emb).all(): raise ValueError(f"{path}: the encoder produced NaN or infinite embeddings; not cached")
         self._write(entry, emb, mask, path)
         return emb, mask
 

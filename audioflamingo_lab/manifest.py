@@ -15,12 +15,16 @@ __all__ = ['SPLITS', 'ManifestError', 'check_record', 'read_manifest', 'item_rec
 SPLITS = ("train", "val", "test")
 
 class ManifestError(ValueError):
-    "A manifest has bad lines; `.problems` lists `(line, field, message)` for each, and the message shows them all."
+    "A manifest has bad lines; `.problems` lists `(line, field, message)` for each; the message shows the first `SHOWN`."
+    SHOWN = 50                       # 100k bad lines must not print a 48 MB message
     def __init__(self, path, problems: list[tuple[int, str, str]]):
         self.path, self.problems = str(path), problems
         lines = sorted({ln for ln, _, _ in problems})
         head = f"{path}: {len(lines)} bad line{'s' * (len(lines) != 1)}"
-        super().__init__("\n".join([head] + [f"  {path}:{ln}: {fld}: {msg}" for ln, fld, msg in problems]))
+        shown = [f"  {path}:{ln}: {fld}: {msg[:300]}" for ln, fld, msg in problems[:self.SHOWN]]
+        rest = problems[self.SHOWN:]
+        if rest: shown.append(f"  ... and {len(rest)} more problem(s) on {len({ln for ln, _, _ in rest})} more line(s)")
+        super().__init__("\n".join([head] + shown))
 
 # %% ../nbs/08_manifest.ipynb #553af748
 _STR_LIST = ("references", "options")
@@ -74,30 +78,52 @@ def _to_item(rec: dict, root: Path) -> Item:
     known = {k: v for k, v in rec.items() if k in _KNOWN and k != "audio"}
     return Item(audio=audio, **known, extra={k: v for k, v in rec.items() if k not in _KNOWN})
 
+class _DuplicateKey(ValueError): pass
+
+def _no_duplicate_keys(pairs):
+    "json `object_pairs_hook`: a key given twice on a line is an error, not a silent last-one-wins."
+    seen = set()
+    for k, _ in pairs:
+        if k in seen: raise _DuplicateKey(k)
+        seen.add(k)
+    return dict(pairs)
+
+def _lines(path: Path):
+    "`(line number, text or None, problem)`: UTF-8 with or without a BOM; UTF-16 and undecodable lines are named."
+    data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and b"\x00" in data[:4]):
+        raise ValueError(f"{path}: the manifest is UTF-16 encoded; save it as UTF-8 (JSONL is UTF-8)")
+    if data.startswith(b"\xef\xbb\xbf"): data = data[3:]        # a UTF-8 BOM (Windows editors) is fine
+    for ln, raw in enumerate(data.split(b"\n"), 1):
+        try: yield ln, raw.decode("utf-8"), None
+        except UnicodeDecodeError as e: yield ln, None, f"not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1})"
+
 def read_manifest(path, skip_bad: bool = False, check_audio: bool = True, split: str | list[str] | None = None) -> list[Item]:
     "Items of a JSONL manifest (audio as absolute paths); raises `ManifestError` naming every bad line unless `skip_bad`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: manifest not found")
     root, items, problems, seen = path.parent, [], [], {}
-    with open(path, encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: rec = json.loads(line)
-            except json.JSONDecodeError as e: problems.append((ln, "(json)", f"not valid JSON: {e.msg} at column {e.colno}")); continue
-            bad = check_record(rec)
-            fields = {fld for fld, _ in bad}
-            if isinstance(rec, dict) and "id" not in fields:
-                if rec["id"] in seen: bad.append(("id", f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})"))
-                else: seen[rec["id"]] = ln
-            if isinstance(rec, dict) and "audio" not in fields and check_audio and rec["audio"] is not None:
-                audio = root / rec["audio"]
-                if not audio.is_file(): bad.append(("audio", f"file not found: {audio}"))
-            if bad: problems += [(ln, fld, msg) for fld, msg in bad]
-            else: items.append(_to_item(rec, root))
+    for ln, line, undecodable in _lines(path):
+        if undecodable: problems.append((ln, "(encoding)", undecodable)); continue
+        if not line.strip(): continue
+        try: rec = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as e: problems.append((ln, str(e), "key given twice on this line")); continue
+        except json.JSONDecodeError as e: problems.append((ln, "(json)", f"not valid JSON: {e.msg} at column {e.colno}")); continue
+        bad = check_record(rec)
+        fields = {fld for fld, _ in bad}
+        if isinstance(rec, dict) and "id" not in fields:
+            if rec["id"] in seen: bad.append(("id", f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})"))
+            else: seen[rec["id"]] = ln
+        if isinstance(rec, dict) and "audio" not in fields and check_audio and rec["audio"] is not None:
+            audio = root / rec["audio"]
+            if not audio.is_file(): bad.append(("audio", f"file not found: {audio}"))
+        if bad: problems += [(ln, fld, msg) for fld, msg in bad]
+        else: items.append(_to_item(rec, root))
     if problems:
         if not skip_bad: raise ManifestError(path, problems)
         lines = sorted({ln for ln, _, _ in problems})
-        warnings.warn(f"{path}: skipped {len(lines)} bad line(s): {', '.join(map(str, lines))} "
+        listed = ", ".join(map(str, lines[:ManifestError.SHOWN])) + (" ..." if len(lines) > ManifestError.SHOWN else "")
+        warnings.warn(f"{path}: skipped {len(lines)} bad line(s): {listed} "
                       f"(first: line {problems[0][0]}, {problems[0][1]}: {problems[0][2]})", stacklevel=2)
     if split is not None:
         keep = {split} if isinstance(split, str) else set(split)

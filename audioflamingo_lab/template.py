@@ -12,7 +12,7 @@ from .core import Item, Episode, stable_seed
 
 # %% auto #0
 __all__ = ['AUDIO', 'EOC', 'SEP', 'PAD', 'TASK_NAMES', 'add_audio_tokens', 'token_ids', 'build_tiny_tokenizer', 'Rendered',
-           'render', 'render_chat', 'collate_rendered', 'show_loss_mask']
+           'encode_text', 'render', 'render_chat', 'collate_rendered', 'show_loss_mask']
 
 # %% ../nbs/05_template.ipynb #97b742be
 AUDIO, EOC, SEP = "<audio>", "<|endofchunk|>", "<SEP>"
@@ -107,6 +107,13 @@ class Rendered:
 
     def __len__(self): return len(self.input_ids)
 
+def encode_text(tokenizer, s: str) -> list[int]:
+    "Ids of user text with special-token strings split into plain text: `<audio>` typed by a user is never the real token."
+    ids = tokenizer.encode(s, add_special_tokens=False, split_special_tokens=True)
+    if special := set(ids) & set(tokenizer.all_special_ids):   # a tokenizer that ignores split_special_tokens
+        raise ValueError(f"text {s[:80]!r} encodes to special token(s) {tokenizer.convert_ids_to_tokens(sorted(special))}")
+    return ids
+
 class _Builder:
     "Appends segments; knows which ids are answer tokens."
     def __init__(self, tokenizer, ids):
@@ -115,7 +122,7 @@ class _Builder:
         self.input_ids.append(self.ids[name]); self.labels.append(self.ids[name] if train else -100); self.parts.append(token)
     def text(self, s, train=False):
         if not s: return
-        new = self.tok.encode(s, add_special_tokens=False)
+        new = encode_text(self.tok, s)
         self.input_ids += new; self.labels += new if train else [-100] * len(new); self.parts.append(s)
 
 def _options(opts, lowercase):
@@ -154,7 +161,7 @@ def _emit(builder, segs):
         else: builder.special(value, _TOKEN[value] or builder.tok.convert_ids_to_tokens(builder.ids[value]), train)
 
 def _measure(tokenizer, segs) -> int:
-    return sum(len(tokenizer.encode(v, add_special_tokens=False)) if k == "text" else 1 for k, v, _ in segs)
+    return sum(len(encode_text(tokenizer, v)) if k == "text" else 1 for k, v, _ in segs)
 
 # %% ../nbs/05_template.ipynb #41ca9b18
 def render(sample: Item | Episode, tokenizer, max_tokens: int = 512, with_answer: bool = True,

@@ -4,19 +4,21 @@
 
 # %% ../nbs/07_training.ipynb #b830741d
 from __future__ import annotations
-import json, math, re
+import dataclasses, hashlib, json, math, os, re, tempfile, warnings, zipfile
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
 from torch import nn
 import lightning as L
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from .xattn import GatedCrossAttentionBlock
 from . import flamingo as _flamingo
 
 # %% auto #0
-__all__ = ['MODES', 'GROUPS', 'FORMAT', 'LoraSettings', 'param_group', 'new_token_ids', 'configure_trainable', 'group_counts',
-           'trainable_table', 'optimizer_groups', 'lr_lambda', 'save_checkpoint', 'checkpoint_info', 'load_checkpoint',
-           'gate_logs', 'FlamingoModule', 'GateSnapshots']
+__all__ = ['MODES', 'GROUPS', 'SIZE_BOUNDS', 'LM_BOUNDS', 'MAX_PARAMS', 'FORMAT', 'LoraSettings', 'param_group', 'new_token_ids',
+           'configure_trainable', 'group_counts', 'trainable_table', 'optimizer_groups', 'lr_lambda', 'check_config',
+           'check_source', 'tensors_hash', 'lm_fingerprint', 'save_checkpoint', 'checkpoint_info', 'load_checkpoint',
+           'gate_logs', 'FlamingoModule', 'GateSnapshots', 'AtomicCheckpointIO', 'latest_good_checkpoint']
 
 # %% ../nbs/07_training.ipynb #e1087cfc
 MODES = ("pretrain", "sft", "lora")
@@ -138,6 +140,65 @@ def lr_lambda(step: int, warmup_steps: int, schedule: str = "constant", max_step
     t = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
+# %% ../nbs/07_training.ipynb #99c6b2a2
+# sane bounds for every size a checkpoint's config may ask for: a tampered number is refused before anything is allocated
+SIZE_BOUNDS = {"xattn_every": (1, 1024), "xattn_from": (0, 1024), "xattn_heads": (1, 256), "xattn_dim_head": (1, 1024),
+               "xattn_ff_mult": (1, 16), "media_dim": (1, 16384), "audio_layers": (0, 64), "audio_heads": (1, 256),
+               "audio_ffn": (1, 65536), "encoder_dim": (1, 16384), "max_windows": (1, 1024), "max_audios": (1, 256),
+               "max_tokens": (1, 131072)}
+LM_BOUNDS = {"vocab_size": (1, 1_000_000), "hidden_size": (1, 16384), "num_hidden_layers": (1, 256),
+             "num_attention_heads": (1, 256), "num_key_value_heads": (1, 256), "intermediate_size": (1, 65536),
+             "ffn_dim": (1, 65536), "max_position_embeddings": (1, 131072), "word_embed_proj_dim": (1, 16384)}
+MAX_PARAMS = 4e9                 # a random-init model larger than this (AF1 is ~2.2 B) is refused: a 17 GB surprise
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
+
+def _bounded(where: str, field: str, value, lo: int, hi: int):
+    if value is None: return
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{where}: config field {field} = {value!r} is outside [{lo}, {hi}]")
+
+def _lm_params(c: dict) -> float:
+    "A rough parameter count of a random-init LM (embeddings + attention + MLP per layer)."
+    h, n = c.get("hidden_size") or 0, c.get("num_hidden_layers") or 0
+    ff = c.get("intermediate_size") or c.get("ffn_dim") or 4 * h
+    return (c.get("vocab_size") or 50_000) * h * 2 + n * (4 * h * h + 3 * h * ff)
+
+def check_config(config: dict, where: str = "config") -> dict:
+    "Refuse unknown fields, out-of-range sizes and non-hub LM/tokenizer sources before any model is built."
+    if not isinstance(config, dict): raise ValueError(f"{where}: config must be a JSON object, got {type(config).__name__}")
+    known = {f.name for f in dataclasses.fields(_flamingo.FlamingoConfig)}
+    if unknown := sorted(set(config) - known): raise ValueError(f"{where}: unknown config field(s) {unknown}")
+    for k, (lo, hi) in SIZE_BOUNDS.items(): _bounded(where, k, config.get(k), lo, hi)
+    lm_config = config.get("lm_config") or {}
+    if not isinstance(lm_config, dict): raise ValueError(f"{where}: config field lm_config must be an object")
+    for k, (lo, hi) in LM_BOUNDS.items(): _bounded(where, f"lm_config.{k}", lm_config.get(k), lo, hi)
+    if config.get("lm") is None and lm_config and _lm_params(lm_config) > MAX_PARAMS:
+        raise ValueError(f"{where}: config field lm_config asks for a ~{_lm_params(lm_config) / 1e9:.0f} B-parameter LM "
+                         f"(limit {MAX_PARAMS / 1e9:.0f} B)")
+    for field in ("lm", "tokenizer"): check_source(config.get(field), f"{where}: config field {field}")
+    return config
+
+# %% ../nbs/07_training.ipynb #a8d84ab8
+def _hub_file(name: str, filename: str) -> Path | None:
+    "The cached copy of a hub repo's file (no download), or None."
+    from huggingface_hub import try_to_load_from_cache
+    try: got = try_to_load_from_cache(name, filename)
+    except Exception: return None
+    return Path(got) if isinstance(got, str) else None
+
+def check_source(name, where: str):
+    """A checkpoint may name a preset LM (`smollm2`) or a hub-style name (`org/model`), never a local folder, and never
+    a repo that carries its own code (`auto_map`): loading a checkpoint must not be able to run code."""
+    if name is None or name == "smollm2": return
+    if not isinstance(name, str) or not _HUB_NAME.match(name) or ".." in name:
+        raise ValueError(f"{where} = {name!r} is not a preset or a hub-style name (org/model)")
+    if os.path.exists(name) or os.path.isabs(name):
+        raise ValueError(f"{where} = {name!r} names a local folder; a checkpoint may only name presets or hub models")
+    for filename in ("config.json", "tokenizer_config.json"):
+        cached = _hub_file(name, filename)
+        if cached is not None and "auto_map" in json.loads(cached.read_text() or "{}"):
+            raise ValueError(f"{where} = {name!r} carries custom code ({filename} has auto_map); refusing to load it")
+
 # %% ../nbs/07_training.ipynb #54847611
 FORMAT = "audioflamingo-lab/checkpoint-v1"
 
@@ -163,6 +224,25 @@ def _checkpoint_keys(model, full: bool) -> list[str]:
     aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     return names + [k for k in model.state_dict() if k not in aliases]
 
+def tensors_hash(tensors: dict) -> str:
+    "sha256 over names, dtypes, shapes and bytes of `tensors` (sorted by name): what the file must hold."
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+def lm_fingerprint(model, saved: set[str]) -> str:
+    "Hash of the LM tensors a checkpoint does NOT store (they are rebuilt): names, shapes and a strided sample of values."
+    state = dict(model.named_parameters()) | dict(model.named_buffers())
+    h = hashlib.sha256()
+    for k in sorted(n for n in state if n.startswith("lm.") and n not in saved):
+        t = state[k].detach().reshape(-1)
+        h.update(f"{k}:{t.dtype}:{tuple(state[k].shape)};".encode())
+        h.update(t[:: max(1, t.numel() // 4096)].float().cpu().numpy().tobytes())   # ~4k values per tensor: fast
+    return h.hexdigest()[:32]
+
 def save_checkpoint(model, path, extra: dict | None = None, full: bool | None = None, only: str | None = None) -> Path:
     """Write trainable weights (all weights if `full` or the model is not rebuildable) + config to a safetensors file.
     `only="alpha_"` keeps just the tensors whose name contains it: a small *snapshot* (e.g. the gates) that widgets can
@@ -175,7 +255,8 @@ def save_checkpoint(model, path, extra: dict | None = None, full: bool | None = 
     state = dict(model.named_parameters()) | dict(model.named_buffers())
     tensors = {k: state[k].detach().contiguous().cpu() for k in _checkpoint_keys(model, full) if only is None or only in k}
     meta = {"format": FORMAT, "config": json.dumps(config), "trainable": json.dumps(setup), "full": str(int(full)),
-            "encoder_key": _encoder_key(model), "extra": json.dumps(extra or {}), "only": only or ""}
+            "encoder_key": _encoder_key(model), "extra": json.dumps(extra or {}), "only": only or "",
+            "sha256": tensors_hash(tensors), "lm_fingerprint": "" if full else lm_fingerprint(model, set(tensors))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -202,15 +283,33 @@ def checkpoint_info(path) -> dict:
         with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
     except Exception as e: raise ValueError(f"{path}: not a safetensors file ({e})") from None
     if meta.get("format") != FORMAT: raise ValueError(f"{path}: not an audioflamingo-lab checkpoint (format={meta.get('format')!r})")
-    return {"config": json.loads(meta["config"]), "trainable": json.loads(meta["trainable"]), "full": meta["full"] == "1",
-            "encoder_key": meta.get("encoder_key", ""), "extra": json.loads(meta["extra"]), "keys": keys,
-            "only": meta.get("only", "")}
+    info = {"config": _meta_json(path, meta, "config", dict), "trainable": _meta_json(path, meta, "trainable", dict),
+            "full": meta.get("full") == "1", "encoder_key": meta.get("encoder_key", ""),
+            "extra": _meta_json(path, meta, "extra", dict), "keys": keys, "only": meta.get("only", ""),
+            "sha256": meta.get("sha256", ""), "lm_fingerprint": meta.get("lm_fingerprint", "")}
+    if meta.get("full") not in ("0", "1"): raise ValueError(f"{path}: metadata field full = {meta.get('full')!r}, expected '0' or '1'")
+    check_config(info["config"], f"{path}: metadata")
+    mode = info["trainable"].get("mode")
+    if mode not in MODES: raise ValueError(f"{path}: metadata field trainable.mode = {mode!r}, expected one of {MODES}")
+    return info
+
+def _meta_json(path, meta: dict, key: str, kind: type):
+    "One JSON field of the metadata, or an error naming the file and the field."
+    if key not in meta: raise ValueError(f"{path}: metadata field {key} is missing")
+    try: value = json.loads(meta[key])
+    except ValueError as e: raise ValueError(f"{path}: metadata field {key} is not valid JSON ({e})") from None
+    if not isinstance(value, kind): raise ValueError(f"{path}: metadata field {key} must be a JSON {kind.__name__}")
+    return value
 
 def load_checkpoint(path, map_location="cpu"):
     "Rebuild the model from the checkpoint's config and load its weights strictly (named errors, no pickle)."
     from safetensors.torch import load_file
     info = checkpoint_info(path)
     if info["only"]: raise ValueError(f"{path}: a snapshot of the {info['only']!r} tensors only, not a loadable checkpoint")
+    tensors = load_file(str(path), device="cpu")       # checked before the model (and its allocations) are built
+    for k, v in tensors.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"{path}: tensor {k} holds {int((~torch.isfinite(v)).sum())} NaN/inf value(s)")
     model = _build(info["config"])
     if not info["full"] and _encoder_key(model) != info["encoder_key"]:   # frozen weights not in the file must be the same
         raise ValueError(f"{path}: the rebuilt window encoder ({_encoder_key(model)!r}) differs from the one trained with "
@@ -223,7 +322,12 @@ def load_checkpoint(path, map_location="cpu"):
         raise ValueError(f"{path}: checkpoint does not match the model it describes: "
                          f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
                          f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
-    tensors = load_file(str(path), device=str(map_location))
+    if info["sha256"] and tensors_hash(tensors) != info["sha256"]:
+        raise ValueError(f"{path}: the tensors do not match the checkpoint's content hash (corrupted file?)")
+    if info["lm_fingerprint"] and lm_fingerprint(model, got) != info["lm_fingerprint"]:
+        raise ValueError(f"{path}: trained on the LM {info['config'].get('lm')!r} (fingerprint {info['lm_fingerprint']}), "
+                         f"but the LM built from that name now differs (fingerprint {lm_fingerprint(model, got)}); refusing "
+                         "to mix these weights with another LM")
     state = dict(model.named_parameters()) | dict(model.named_buffers())
     with torch.no_grad():
         for k, v in tensors.items():
@@ -315,3 +419,38 @@ class GateSnapshots(L.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if trainer.global_step % self.every == 0: self._save(trainer, module)
     def on_train_end(self, trainer, module): self._save(trainer, module)
+
+# %% ../nbs/07_training.ipynb #84e5121c
+class AtomicCheckpointIO(TorchCheckpointIO):
+    "Lightning checkpoints written atomically in their own folder; the version they replace is kept as `<name>.prev`."
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")   # same file system
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if _readable(path): os.replace(path, path.with_name(path.name + ".prev"))   # keep the last good one
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp): os.unlink(tmp)                 # a failed write leaves nothing behind
+
+def _readable(path: Path, full: bool = False) -> bool:
+    "A torch.save zip with its central directory (a truncated write has none); `full` also checks every CRC."
+    if not path.is_file() or not zipfile.is_zipfile(path): return False
+    if not full: return True
+    try:
+        with zipfile.ZipFile(path) as z: return z.testzip() is None
+    except (zipfile.BadZipFile, OSError): return False
+
+def latest_good_checkpoint(folder, name: str = "last.ckpt") -> Path | None:
+    "The checkpoint to resume from: `name` if it is readable, else its previous version (with a warning), else None."
+    candidates = [Path(folder) / name, Path(folder) / (name + ".prev")]
+    bad = [p for p in candidates if p.exists() and not _readable(p, full=True)]
+    good = next((p for p in candidates if p.exists() and p not in bad), None)
+    if bad:
+        then = f"resuming from {good}" if good else "no earlier good checkpoint: starting from step 0"
+        warnings.warn(f"{', '.join(map(str, bad))} unreadable (truncated: disk full during the write?); {then}", stacklevel=2)
+    return good
