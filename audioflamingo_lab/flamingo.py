@@ -309,16 +309,21 @@ class Flamingo(nn.Module):
     # -- generation ------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, audio=None, audio_embeds=None, media_mask=None, **hf_generate_kwargs):
-        "HF `generate` through the wrapped LM (greedy, beams, sampling); prompts left-padded. Returns prompt + new ids."
+        """HF `generate` through the wrapped LM (greedy, beams, sampling); prompts left-padded. Returns prompt + new
+        ids. A `cache` (`past_key_values`) of the first tokens of `input_ids` is continued: the rest is computed."""
         if attention_mask is not None and (attention_mask[:, -1] == 0).any():
             raise ValueError("generation needs left-padded prompts (a row ends in padding): use padding_side='left'")
         media, media_mask = self.encode_media(audio, audio_embeds, media_mask)
         if media is not None: self._check_audio_tokens(input_ids, media_mask)
+        cache = hf_generate_kwargs.get("cache", hf_generate_kwargs.get("past_key_values"))   # transformers 5: cache
+        cached = cache.get_seq_length() if cache is not None else 0
+        audios_before = None             # the cached prefix's <audio> tokens never reach the embedding hook: count them
+        if media is not None and cached: audios_before = (input_ids[:, :cached] == self.token_ids["audio"]).sum(1)
         kw = dict(max_new_tokens=128, eos_token_id=[self.token_ids["eoc"], self.token_ids["eos"]],
                   pad_token_id=self.token_ids["pad"])
         kw.update(hf_generate_kwargs)
         kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + [self.token_ids["audio"]]   # never emit <audio>
-        with self._media(media, media_mask):
+        with self._media(media, media_mask, audios_before):
             return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 
     def load_audio_embeds(self, audios: list) -> tuple[torch.Tensor, torch.Tensor]:
