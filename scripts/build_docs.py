@@ -106,7 +106,11 @@ def to_page(executed: Path, dest: Path):
     nb = nbformat.read(executed, as_version=4)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE)
     cells = []
+    pages = {p.name for p in NBS.glob("*.ipynb")}
     for cell in nb.cells:
+        if cell.cell_type == "markdown":                   # a link to a notebook opens its page, not the .ipynb file
+            cell.source = re.sub(r"\]\(([\w-]+)\.ipynb(#[^)]*)?\)",
+                                 lambda m: f"]({m[1]}.html{m[2] or ''})" if f"{m[1]}.ipynb" in pages else m[0], cell.source)
         if cell.cell_type != "code": cells.append(cell); continue
         d = directives(cell)
         if "hide" in d or "default_exp" in d: continue

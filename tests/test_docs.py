@@ -69,6 +69,8 @@ def test_every_notebook_is_a_page_with_its_figures(site, browser):
             if name == "index":
                 page.screenshot(path=str(ARTIFACTS / "landing.png"), full_page=True)
                 assert page.locator("article img").count() >= 1                      # the architecture figure
+                lessons = page.eval_on_selector_all("article table a", "els => els.map(e => e.getAttribute('href'))")
+                assert len(lessons) == len(NOTEBOOKS) - 1 and all((site / h).exists() and h.endswith(".html") for h in lessons)
                 for cls in ("MelConvEncoder", "AudioTransformer", "XAttnDecoderLayer", "ClipIndex", "RetrievedShots"):
                     assert cls in text, f"the architecture figure does not name {cls}"           # read from the model
         finally: page.close()
