@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_widgets.ipynb #a3c34c7e
 from __future__ import annotations
-import io, json, os, re, shutil, subprocess, tempfile
+import base64, functools, io, json, os, re, shutil, subprocess, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -17,7 +17,7 @@ from .core import Item, Episode
 __all__ = ['ALL_CLASSES', 'HTML_MANAGER', 'TinyRun', 'tiny_trained_run', 'figure_png', 'checkpoint_gates', 'checkpoint_step',
            'find_checkpoints', 'GateInspector', 'window_labels', 'token_labels', 'episodes_batch', 'AttentionExplorer',
            'NeighbourShots', 'clip_media', 'RetrievalBrowser', 'fewshot_curves', 'class_curves', 'FewShotExplorer',
-           'embed_js', 'export_html']
+           'embed_js', 'embed_js_inline', 'export_html', 'demo_run']
 
 # %% ../nbs/17_widgets.ipynb #9b4c1ffb
 @dataclass
@@ -194,8 +194,11 @@ def episodes_batch(model, episodes: list[Episode], cache=None, encoder=None, max
 
 # %% ../nbs/17_widgets.ipynb #45c0f60f
 class AttentionExplorer(_Shown):
-    "Cross-attention of a trained model as heatmaps (tokens × windows) per example, block and head."
-    def __init__(self, model, batch_or_episodes, cache=None, encoder=None, max_tokens: int = 512):
+    """Cross-attention of a trained model as heatmaps (tokens × windows) per example, block and head.
+
+    Long prompts stay readable: the heatmap shows at most `max_rows` tokens (those matching the filter, from a chosen
+    row on) in a scrollable box, so the picture stays a few inches tall however long the prompt."""
+    def __init__(self, model, batch_or_episodes, cache=None, encoder=None, max_tokens: int = 512, max_rows: int = 60):
         from audioflamingo_lab.xattn import media_attention_mask
         batch = batch_or_episodes if isinstance(batch_or_episodes, dict) else \
             episodes_batch(model, list(batch_or_episodes), cache, encoder or getattr(model, "encoder", None), max_tokens)
@@ -215,11 +218,18 @@ class AttentionExplorer(_Shown):
         self.layer_pick = W.Dropdown(options=[(f"layer {l}", j) for j, l in enumerate(self.layers)], description="block")
         self.head_pick = W.IntSlider(value=0, min=0, max=heads - 1, description="head", continuous_update=False)
         self.token_pick = W.Dropdown(description="token", layout=W.Layout(width="360px"))
+        self.max_rows = max_rows
+        self.token_filter = W.Text(placeholder="e.g. audio|answer (regex)", description="tokens", continuous_update=False)
+        self.first_row = W.IntSlider(value=0, min=0, max=0, description="from match", continuous_update=False)
+        self.rows_note = W.HTML()
         self.heatmap, self.bars = W.Image(format="png"), W.Image(format="png")
-        self.widget = W.VBox([W.HBox([self.example_pick, self.layer_pick, self.head_pick]), self.heatmap,
-                              self.token_pick, self.bars])
+        scroll = W.Box([self.heatmap], layout=W.Layout(max_height="640px", overflow="auto"))   # a tall map scrolls
+        self.widget = W.VBox([W.HBox([self.example_pick, self.layer_pick, self.head_pick]),
+                              W.HBox([self.token_filter, self.first_row]), self.rows_note, scroll, self.token_pick, self.bars])
         self._quiet = False                                            # True while several pickers change at once
-        for w in (self.example_pick, self.layer_pick, self.head_pick): w.observe(lambda _: self._quiet or self.draw(), "value")
+        for w in (self.example_pick, self.layer_pick, self.head_pick, self.first_row):
+            w.observe(lambda _: self._quiet or self.draw(), "value")
+        self.token_filter.observe(self._filter_changed, "value")
         self.token_pick.observe(lambda _: self._quiet or self.draw_token(), "value")
         self.draw()
 
@@ -234,6 +244,26 @@ class AttentionExplorer(_Shown):
         if token is not None: self.token_pick.value = token
         return self
 
+    def _filter_changed(self, _):
+        "A new filter starts at its first match."
+        if self._quiet: return
+        self._quiet = True
+        try: self.first_row.value = 0
+        finally: self._quiet = False
+        self.draw()
+
+    def rows_to_show(self) -> tuple[list[int], int]:
+        "(indices into `token_rows` the heatmap draws, how many tokens match the filter): a page of <= `max_rows`."
+        pattern = self.token_filter.value.strip()
+        try: rx = re.compile(pattern, re.I) if pattern else None
+        except re.error: rx = re.compile(re.escape(pattern), re.I)      # half-typed regex: match it literally
+        matches = [i for i, label in enumerate(self.token_labels) if rx is None or rx.search(label.split(":", 1)[1])]
+        self._quiet = True
+        try: self.first_row.max = max(0, len(matches) - 1)           # may clamp the value: no redraw from here
+        finally: self._quiet = False
+        start = self.first_row.value
+        return matches[start:start + self.max_rows], len(matches)
+
     def draw(self):
         b, j, h = self.example_pick.value, self.layer_pick.value, self.head_pick.value
         self.token_rows = self.batch["attention_mask"][b].nonzero().flatten().tolist()        # real tokens
@@ -242,10 +272,16 @@ class AttentionExplorer(_Shown):
         self.matrix = self.attentions[j][b, h][rows][:, cols].numpy()                           # (tokens, windows)
         self.allowed = self.allowed_all[b][rows][:, cols].numpy()
         self.token_labels = token_labels(self.tokenizer, self.batch["input_ids"][b][rows])
-        fig = Figure(figsize=(2.5 + 0.35 * len(cols), 1.5 + 0.14 * len(rows))); ax = fig.subplots()
-        im = ax.imshow(self.matrix, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        self.shown_rows, matched = self.rows_to_show()
+        first = self.first_row.value + 1 if self.shown_rows else 0
+        self.rows_note.value = (f"<small>matching tokens {first}–{first + len(self.shown_rows) - 1 if self.shown_rows else 0} "
+                                f"of {matched} ({len(rows)} tokens in the prompt)</small>")
+        fig = Figure(figsize=(2.5 + 0.35 * len(cols), 1.5 + 0.14 * max(1, len(self.shown_rows)))); ax = fig.subplots()
+        if not self.shown_rows: ax.text(0.5, 0.5, "no token matches the filter", ha="center", transform=ax.transAxes)
+        shown = self.matrix[self.shown_rows] if self.shown_rows else np.zeros((1, len(cols)))
+        im = ax.imshow(shown, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks(range(len(cols)), self.window_labels, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(rows)), self.token_labels, fontsize=6)
+        ax.set_yticks(range(len(self.shown_rows)), [self.token_labels[i] for i in self.shown_rows], fontsize=6)
         ax.set_title(f"{self.example_pick.label}: block before layer {self.layers[j]}, head {h}", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.04); fig.tight_layout()
         self.heatmap.value = figure_png(fig)
@@ -457,11 +493,59 @@ def embed_js(cache_dir=None, version: str = HTML_MANAGER) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     return js
 
+_PUBLIC_PATH = re.compile(r'if\(!(\w)\)throw new Error\("Automatic publicPath is not supported in this browser"\)')
+_FONT = re.compile(r'\b\w\.p\+"([0-9a-f]{20}\.(woff2|woff|ttf|eot|svg))"')
+
+@functools.cache
+def embed_js_inline(version: str = HTML_MANAGER) -> str:
+    "`embed.js` made self-contained, to inline in a page: its icon font as a data: URI, no lookup of its own URL."
+    js = embed_js(version=version)
+    def font(m):                                   # every current browser takes the woff2; older formats are left out
+        if m[2] != "woff2": return '"data:,"'
+        return json.dumps("data:font/woff2;base64," + base64.b64encode((js.parent / m[1]).read_bytes()).decode())
+    text, fonts = _FONT.subn(font, js.read_text(encoding="utf-8"))
+    text, found = _PUBLIC_PATH.subn(r"if(!\1)\1=document.baseURI", text)   # an inline script has no src to resolve from
+    if not fonts or found != 1 or "<!--" in text:
+        raise RuntimeError(f"{js}: not the html-manager build this function knows how to inline (version {version})")
+    return text.replace("</script", "<\\/script").replace("//# sourceMappingURL=embed.js.map", "")
+
+def _script(mime: str, data) -> str:
+    "A JSON script tag; `</` is escaped so the data cannot close the tag."
+    return f'<script type="{mime}">' + json.dumps(data).replace("</", "<\\/") + "</script>"
+
 def export_html(widget, path, title: str = "audioflamingo-lab widget", embed_url: str | None = None) -> Path:
-    "Write the widget (or an object with `.widget`) and its current state to a standalone HTML page."
-    from ipywidgets.embed import embed_minimal_html, dependency_state
+    """Write the widget (or an object with `.widget`) and its current state to one standalone HTML page.
+
+    The html-manager script is inlined (no file of the exporting machine, no CDN), so the page opens anywhere offline;
+    pass `embed_url` to load the script from a URL instead."""
+    import html
+    from ipywidgets.embed import dependency_state, embed_data
     view = getattr(widget, "widget", widget)
+    data = embed_data(views=[view], state=dependency_state([view]))
+    manager = f'<script src="{html.escape(embed_url)}"></script>' if embed_url else f"<script>{embed_js_inline()}</script>"
+    views = "\n".join(_script("application/vnd.jupyter.widget-view+json", v) for v in data["view_specs"])
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    embed_minimal_html(path, views=[view], state=dependency_state([view]), title=title, requirejs=False,
-                       embed_url=embed_url or embed_js().as_uri(), cors=False)   # no crossorigin: file:// pages may load it
+    path.write_text(f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+                    f'{manager}\n{_script("application/vnd.jupyter.widget-state+json", data["manager_state"])}\n</head>\n'
+                    f"<body>\n{views}\n</body>\n</html>\n", encoding="utf-8")
     return path
+
+# %% ../nbs/17_widgets.ipynb #8763bcfd
+def demo_run(folder="runs/demo-quick", quick: bool = True, shots: int = 4, examples: int = 2) -> TinyRun:
+    "The demo's trained run, trained once (`afl demo`): a folder with a finished demo is reused as it is."
+    from audioflamingo_lab.demo import demo
+    from audioflamingo_lab.encoders import EmbeddingCache
+    from audioflamingo_lab.icl import RetrievedShots, make_episodes
+    from audioflamingo_lab.manifest import read_manifest
+    from audioflamingo_lab.rag import ClipIndex
+    from audioflamingo_lab.training import load_checkpoint
+    folder = Path(folder)
+    if not (folder / "summary.json").exists(): demo(out=str(folder), quick=quick)    # resumes an interrupted demo
+    model = load_checkpoint(folder / "sft" / "model.safetensors").eval()
+    manifest = folder / "data" / "synthetic-unseen-classification.jsonl"
+    cache = EmbeddingCache(folder / "cache", model.encoder, max_windows=model.config.max_windows)
+    index = ClipIndex.load(folder / "index", manifest=manifest, encoder=model.encoder)
+    items = read_manifest(manifest)
+    queries = [it for it in items if it.split == "test"][:examples]
+    episodes = make_episodes(queries, RetrievedShots(index, k=shots, order="similarity"), shots)
+    return TinyRun(model, find_checkpoints(folder / "sft" / "gates"), items, index, cache, episodes, folder)

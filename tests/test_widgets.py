@@ -56,6 +56,24 @@ def test_attention_explorer_equals_model_cross_attention(run):
     ax.select(example=0, block=3, head=0); m0 = ax.matrix.copy(); ax.select(head=1)
     assert not np.allclose(m0, ax.matrix)
 
+def png_height(png: bytes) -> int: return int.from_bytes(png[20:24], "big")      # the IHDR height field
+
+def test_attention_explorer_caps_long_prompts_and_filters_tokens(run):
+    "A prompt longer than max_rows draws max_rows rows (a figure of bounded height); the filter and the pager pick them."
+    full = AttentionExplorer(run.model, run.episodes[:2], cache=run.cache, max_rows=10_000)
+    ax = AttentionExplorer(run.model, run.episodes[:2], cache=run.cache, max_rows=8)
+    n = len(ax.token_rows)
+    assert n > 8 and ax.shown_rows == list(range(8)) and len(full.shown_rows) == n
+    assert png_height(ax.heatmap.value) <= (1.5 + 0.14 * 8) * 80 + 1 < png_height(full.heatmap.value)
+    assert f"of {n} (" in ax.rows_note.value and np.array_equal(ax.matrix, full.matrix)   # the data stay whole
+    ax.first_row.value = 5
+    assert ax.shown_rows == list(range(5, 13))
+    ax.token_filter.value = "audio"                                     # only the <audio> tokens
+    want = [i for i, label in enumerate(ax.token_labels) if "audio" in label.split(":", 1)[1].lower()]
+    assert want and ax.shown_rows == want[:8] and ax.first_row.max == len(want) - 1
+    ax.token_filter.value = "(["                                       # a half-typed regex matches literally, no error
+    assert ax.shown_rows == [] and ax.heatmap.value[:4] == b"\x89PNG"
+
 def test_window_labels_follow_hop_and_window():
     mask = torch.tensor([[True, True, False], [True, False, False]])
     slots, labels = window_labels(mask, window_s=7.0, hop_s=1.75)
