@@ -160,3 +160,21 @@ def test_fit_real_audio_loss_drops_below_10_percent(tmp_path, tone):
         opt.zero_grad(); loss = fwd(m, b).loss; loss.backward(); opt.step(); losses.append(loss.item())
         if loss.item() < 0.1 * losses[0]: break
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1], len(losses))
+
+def test_module_loss_on_label_positions_equals_the_full_loss():
+    "The Lightning module computes logits only where a label is predicted; loss and gradients equal the full computation."
+    model = tiny()
+    with torch.no_grad():
+        for _, layer in model.xattn_layers(): layer.xattn.alpha_attn.fill_(0.5), layer.xattn.alpha_ff.fill_(0.5)
+    module = FlamingoModule(model=model, mode="pretrain")
+    b = make_batch(model, n=4)
+    full = fwd(model, b).loss
+    full.backward()
+    want = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    out = module(b)
+    out.loss.backward()
+    got = [p.grad for p in model.parameters() if p.requires_grad]
+    assert out.logits.shape[1] < b["input_ids"].shape[1]                 # fewer positions went through the LM head
+    assert torch.allclose(out.loss, full, atol=1e-6)
+    assert all(torch.allclose(a, w, atol=1e-6) for a, w in zip(got, want))
