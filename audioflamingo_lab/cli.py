@@ -51,6 +51,7 @@ class OptimSection:
     weight_decay: float = 0.1
     warmup_steps: int = 0                   # AF1: 1875 at batch 384
     schedule: str = "constant"              # constant | cosine
+    gate_lr: float | None = None            # own rate for the tanh gates (short runs: a gate moves ~lr per step)
 
 @dataclass
 class TrainerSection:
@@ -261,7 +262,8 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed) -> Path:
     cache = EmbeddingCache(data.cache, net.encoder, max_windows=net.config.max_windows)
     selector = _shot_selector(data, net.encoder, cache, seed)
     module = FlamingoModule(model=net, mode=model.mode, train_new_tokens=model.train_new_tokens, lr=optim.lr, weight_decay=optim.weight_decay,
-                            warmup_steps=optim.warmup_steps, schedule=optim.schedule, max_steps=trainer.max_steps)
+                            warmup_steps=optim.warmup_steps, schedule=optim.schedule, max_steps=trainer.max_steps,
+                            gate_lr=optim.gate_lr)
     dm = AudioFlamingoDataModule(train=data.train, tokenizer=net.tokenizer, cache=cache, batch_size=data.batch_size,
                                  num_workers=data.num_workers, seed=seed, selector=selector, icl_prob=data.icl_prob,
                                  k_range=(data.k_min, data.k_max), max_tokens=min(data.max_tokens, net.config.max_tokens),
@@ -371,7 +373,7 @@ def chat(ckpt: str | None = None, audio: str | None = None, questions: list[str]
         questions: ask these instead of reading the terminal (for scripts)
     """
     from audioflamingo_lab.training import load_checkpoint
-    from audioflamingo_lab.chat import ChatSession, QuestionTooLong
+    from audioflamingo_lab.chat import ChatSession
     _required(ckpt=ckpt)
     session = ChatSession(load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens)
     def lines():
@@ -382,10 +384,7 @@ def chat(ckpt: str | None = None, audio: str | None = None, questions: list[str]
             if not q.strip(): return
             yield q
     for q in lines():
-        try: a = session.ask(q)
-        except QuestionTooLong as e:     # refuse this turn only: the conversation so far is kept
-            print(f"afl> {e}", file=sys.stderr, flush=True)
-            continue
+        a = session.ask(q)
         print(f"you> {q}\nafl> {a}" if questions is not None else f"afl> {a}", flush=True)
     return session.turns
 

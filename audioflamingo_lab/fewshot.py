@@ -242,9 +242,12 @@ def _eval_items(manifest, split, task, limit) -> tuple[list[Item], str]:
     return items[:limit] if limit else items, split
 
 def _runs(shots, select) -> list[tuple[int, str]]:
-    if any(k < 0 for k in shots): raise ValueError(f"shots must be >= 0, got {list(shots)}")
-    if bad := [s for s in select if s not in SELECTIONS]: raise ValueError(f"select must be among {SELECTIONS}, got {bad}")
-    return ([(0, "none")] if 0 in shots else []) + [(k, s) for s in select for k in shots if k > 0]
+    "(k, selection) pairs; `shots` is one list for every selection or {selection: list} (k = 0 runs once, as 'none')."
+    per = shots if isinstance(shots, dict) else {s: list(shots) for s in select}
+    ks = [k for v in per.values() for k in v] + ([0] if not isinstance(shots, dict) and 0 in shots else [])
+    if any(k < 0 for k in ks): raise ValueError(f"shots must be >= 0, got {shots}")
+    if bad := [s for s in [*select, *per] if s not in SELECTIONS]: raise ValueError(f"select must be among {SELECTIONS}, got {bad}")
+    return ([(0, "none")] if 0 in ks else []) + [(k, s) for s in select for k in per.get(s, []) if k > 0]
 
 def _selector(select, seed, pool, index, ways, order):
     if select == "random": return RandomShots(pool, seed=seed)
@@ -324,7 +327,7 @@ def _per_class(entries) -> dict:
 def _chance(episodes) -> float: return float(np.mean([1 / len(ep.query.options) for ep in episodes if ep.query.options] or [0.0]))
 
 # %% ../nbs/12b_fewshot.ipynb #cb84b0ce
-def evaluate(model, manifest, shots: Sequence[int] = (0, 1, 2, 4, 8), select: Sequence[str] = ("random", "rag"),
+def evaluate(model, manifest, shots: Sequence[int] | dict = (0, 1, 2, 4, 8), select: Sequence[str] = ("random", "rag"),
              out="runs/eval", index=None, train_manifest=None,
              ways: int = 5,                    # balanced: classes per episode (Frozen/Flamingo use 2 and 5)
              order: str = "shuffle",           # rag shot order (AF1: shuffled; "similarity": most similar last)

@@ -121,15 +121,20 @@ def trainable_table(model) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/07_training.ipynb #60ee8880
-def optimizer_groups(model, weight_decay: float) -> list[dict]:
-    "Trainable parameters split into decay / no-decay groups."
+def optimizer_groups(model, weight_decay: float, gate_lr: float | None = None) -> list[dict]:
+    """Trainable parameters split into decay / no-decay groups; with `gate_lr` the tanh gates get their own rate.
+    Adam moves a parameter by about lr per step, so a gate starting at 0 reaches at most steps x lr: a short CPU run
+    needs a higher rate for the gates than for the weights they gate (AF1 had ~100k steps)."""
     emb = {id(w) for w in _embedding_params(model)}
-    decay, no_decay = [], []
+    decay, no_decay, gates = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad: continue
-        plain = p.ndim < 2 or id(p) in emb or "alpha" in name or "gate" in name or "pos" in name.split(".")[-1]
-        (no_decay if plain else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if gate_lr is not None and name.split(".")[-1] in ("alpha_attn", "alpha_ff"): gates.append(p)
+        elif p.ndim < 2 or id(p) in emb or "alpha" in name or "gate" in name or "pos" in name.split(".")[-1]:
+            no_decay.append(p)
+        else: decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return groups + ([{"params": gates, "weight_decay": 0.0, "lr": gate_lr}] if gates else [])
 
 def lr_lambda(step: int, warmup_steps: int, schedule: str = "constant", max_steps: int | None = None,
               min_lr_ratio: float = 0.1) -> float:
@@ -346,7 +351,8 @@ class FlamingoModule(L.LightningModule):
     "Train a Flamingo: loss, AdamW with decay groups, warm-up + constant/cosine schedule, gate logging."
     def __init__(self, model_config: dict | str = "tiny", mode: str = "pretrain", lr: float = 1e-4, weight_decay: float = 0.1,
                  warmup_steps: int = 0, schedule: str = "constant", max_steps: int | None = None, min_lr_ratio: float = 0.1,
-                 betas: tuple = (0.9, 0.999), lora: dict | None = None, train_new_tokens: bool = True, model=None):
+                 betas: tuple = (0.9, 0.999), lora: dict | None = None, train_new_tokens: bool = True, model=None,
+                 gate_lr: float | None = None):
         super().__init__()
         if model is not None: model_config = _model_config(model)    # a built model: record its config for rebuilding
         self.save_hyperparameters(ignore=["model"])
@@ -384,7 +390,7 @@ class FlamingoModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        opt = torch.optim.AdamW(optimizer_groups(self.model, h.weight_decay), lr=h.lr, betas=tuple(h.betas))
+        opt = torch.optim.AdamW(optimizer_groups(self.model, h.weight_decay, h.get("gate_lr")), lr=h.lr, betas=tuple(h.betas))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, h.warmup_steps, h.schedule, h.max_steps, h.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -12,6 +12,7 @@ import torch
 import ipywidgets as W
 from matplotlib.figure import Figure
 from .core import Item, Episode
+from .fewshot import FewShotReport
 
 # %% auto #0
 __all__ = ['ALL_CLASSES', 'HTML_MANAGER', 'TinyRun', 'tiny_trained_run', 'figure_png', 'checkpoint_gates', 'checkpoint_step',
@@ -396,19 +397,20 @@ class RetrievalBrowser(_Shown):
 # %% ../nbs/17_widgets.ipynb #82854c17
 ALL_CLASSES = "(all classes)"
 
-def fewshot_curves(report: dict) -> dict[str, list[dict]]:
-    "{select: results sorted by shots}; the 0-shot ('none') result starts every curve."
-    zero = [r for r in report["results"] if r["select"] == "none"]
-    selects = sorted({r["select"] for r in report["results"]} - {"none"}) or ["none"]
-    return {s: sorted(zero + [r for r in report["results"] if r["select"] == s and s != "none"], key=lambda r: r["shots"])
-            for s in selects}
+def fewshot_curves(report) -> dict[str, list[dict]]:
+    "{select: model rows sorted by shots} of a `fewshot.FewShotReport`; the 0-shot row starts every curve."
+    return report.curves()
 
-def class_curves(report: dict, cls: str) -> dict[str, list[tuple[int, float, int]]]:
-    "{select: [(shots, accuracy, n)]} of one class from the report's `per_class` (keys `'{shots}-{select}'`)."
+def _per_class_key(key: str) -> tuple[str, int]:
+    select, shots = key.rsplit("/", 1)
+    return select, int(shots)
+
+def class_curves(report, cls: str) -> dict[str, list[tuple[int, float, int]]]:
+    "{select: [(shots, accuracy, n)]} of one class from the report's `per_class` (keys `'{select}/{shots}'`)."
     runs = {}
-    for key, table in (report.get("per_class") or {}).items():
-        shots, select = key.split("-", 1)
-        if cls in table: runs.setdefault(select, []).append((int(shots), table[cls]["accuracy"], table[cls]["n"]))
+    for key, table in (report.per_class or {}).items():
+        select, shots = _per_class_key(key)
+        if cls in table: runs.setdefault(select, []).append((shots, table[cls]["accuracy"], table[cls]["n"]))
     zero = runs.pop("none", [])
     return {s: sorted(zero + v) for s, v in sorted(runs.items())} or ({"none": zero} if zero else {})
 
@@ -422,9 +424,9 @@ class FewShotExplorer(_Shown):
             p = Path(p); p = p / "report.json" if p.is_dir() else p
             name = p.parent.name or p.stem
             while name in self.reports: name += "'"
-            self.reports[name] = json.loads(p.read_text())
-        self.metric = next(iter(self.reports.values()))["metric"]
-        self.classes = sorted({c for r in self.reports.values() for t in (r.get("per_class") or {}).values() for c in t})
+            self.reports[name] = FewShotReport.from_json(p)
+        self.metric = next(iter(self.reports.values())).metric
+        self.classes = sorted({c for r in self.reports.values() for t in (r.per_class or {}).values() for c in t})
         self.report_pick = W.SelectMultiple(options=list(self.reports), value=tuple(self.reports), description="reports",
                                             rows=min(4, len(self.reports)))
         self.class_pick = W.Dropdown(options=[ALL_CLASSES, *self.classes], description="class")
@@ -459,10 +461,10 @@ class FewShotExplorer(_Shown):
         "Grouped bars: accuracy per class at the largest k, one bar per (report, select)."
         groups = []
         for n in names:
-            per = self.reports[n].get("per_class") or {}
-            k = max((int(key.split("-", 1)[0]) for key in per), default=None)
-            groups += [(n, key) for key in per if k is not None and int(key.split("-", 1)[0]) == k]
-        self.class_bars = {(n, key, c): self.reports[n]["per_class"][key].get(c, {}).get("accuracy", np.nan)
+            per = self.reports[n].per_class or {}
+            k = max((_per_class_key(key)[1] for key in per), default=None)
+            groups += [(n, key) for key in per if k is not None and _per_class_key(key)[1] == k]
+        self.class_bars = {(n, key, c): self.reports[n].per_class[key].get(c, {}).get("accuracy", np.nan)
                            for n, key in groups for c in self.classes}
         x, w = np.arange(len(self.classes)), 0.8 / max(1, len(groups))
         for g, (n, key) in enumerate(groups):
@@ -541,11 +543,11 @@ def demo_run(folder="runs/demo-quick", quick: bool = True, shots: int = 4, examp
     from audioflamingo_lab.training import load_checkpoint
     folder = Path(folder)
     if not (folder / "summary.json").exists(): demo(out=str(folder), quick=quick)    # resumes an interrupted demo
-    model = load_checkpoint(folder / "sft" / "model.safetensors").eval()
-    manifest = folder / "data" / "synthetic-unseen-classification.jsonl"
+    model = load_checkpoint(folder / "train" / "model.safetensors").eval()
+    manifest = folder / "data" / "spoken_languages" / "manifest.jsonl"
     cache = EmbeddingCache(folder / "cache", model.encoder, max_windows=model.config.max_windows)
     index = ClipIndex.load(folder / "index", manifest=manifest, encoder=model.encoder)
     items = read_manifest(manifest)
     queries = [it for it in items if it.split == "test"][:examples]
     episodes = make_episodes(queries, RetrievedShots(index, k=shots, order="similarity"), shots)
-    return TinyRun(model, find_checkpoints(folder / "sft" / "gates"), items, index, cache, episodes, folder)
+    return TinyRun(model, find_checkpoints(folder / "train" / "gates"), items, index, cache, episodes, folder)

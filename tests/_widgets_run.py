@@ -10,7 +10,7 @@ def tiny_run():
 @functools.cache
 def eval_report() -> Path:
     "A real few-shot report of the tiny model (3 val clips, 0 or 1 shot, random and rag)."
-    from audioflamingo_lab.evaluation import evaluate
+    from audioflamingo_lab.fewshot import evaluate
     run = tiny_run()
     evaluate(run.model, run.items, shots=(0, 1), select=("random", "rag"), out=run.folder / "eval", index=run.index,
              cache=run.cache, limit=3, max_new_tokens=2, split="val", task="classification")

@@ -178,3 +178,12 @@ def test_module_loss_on_label_positions_equals_the_full_loss():
     assert out.logits.shape[1] < b["input_ids"].shape[1]                 # fewer positions went through the LM head
     assert torch.allclose(out.loss, full, atol=1e-6)
     assert all(torch.allclose(a, w, atol=1e-6) for a, w in zip(got, want))
+
+def test_gate_lr_gives_the_gates_their_own_rate():
+    model = tiny()
+    configure_trainable(model, "pretrain")
+    groups = optimizer_groups(model, 0.1, gate_lr=0.05)
+    gates = {id(p) for _, l in model.xattn_layers() for p in (l.xattn.alpha_attn, l.xattn.alpha_ff)}
+    assert len(groups) == 3 and groups[2]["lr"] == 0.05 and {id(p) for p in groups[2]["params"]} == gates
+    assert not gates & {id(p) for g in groups[:2] for p in g["params"]}
+    assert len(optimizer_groups(model, 0.1)) == 2                       # without gate_lr: as before

@@ -123,31 +123,35 @@ def test_retrieval_browser_upload_embeds_and_searches(run):
     assert np.allclose([n.score for n in rb.neighbours], [n.score for n in want], atol=1e-5)
 
 def _report(path, shift):
+    "A FewShotReport with model rows (and a knn row, which the explorer must not draw) written as JSON."
+    from audioflamingo_lab.fewshot import FewShotReport
     res = [{"shots": 0, "select": "none", "score": 0.2 + shift, "n": 10, "ci95": [0.05, 0.5]}]
     for s, base in (("random", 0.3), ("rag", 0.5)):
         res += [{"shots": k, "select": s, "score": base + 0.1 * i + shift, "n": 10, "ci95": [base - 0.2, base + 0.2 + 0.1 * i]}
                 for i, k in enumerate((1, 2, 4))]
-    per = {f"{r['shots']}-{r['select']}": {"dog": {"accuracy": r["score"], "n": 5}, "cat": {"accuracy": 1 - r["score"], "n": 5}}
+    per = {f"{r['select']}/{r['shots']}": {"dog": {"accuracy": r["score"], "n": 5}, "cat": {"accuracy": 1 - r["score"], "n": 5}}
            for r in res}
+    rows = [{**r, "condition": "model", "kind": "model"} for r in res] + \
+        [{"shots": 4, "select": "rag", "score": 0.9, "n": 10, "ci95": [0.9, 0.9], "condition": "knn", "kind": "baseline"}]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"metric": "accuracy", "results": res, "per_class": per}))
-    return path
+    FewShotReport("accuracy", "classification", "test", "strict", rows=rows, per_class=per).to_json(path)
+    return res
 
 def test_fewshot_explorer_points_equal_reports(tmp_path):
-    a, b = _report(tmp_path / "a" / "report.json", 0.0), _report(tmp_path / "b" / "report.json", 0.05)
+    a, b = tmp_path / "a" / "report.json", tmp_path / "b" / "report.json"
+    results = {"a": _report(a, 0.0), "b": _report(b, 0.05)}
     fe = FewShotExplorer([a, tmp_path / "b"])
     assert list(fe.reports) == ["a", "b"] and fe.classes == ["cat", "dog"]
-    for name, path in (("a", a), ("b", b)):
-        rep = json.loads(path.read_text())
-        zero = [r for r in rep["results"] if r["select"] == "none"]
+    for name, res in results.items():
+        zero = [r for r in res if r["select"] == "none"]
         for s in ("random", "rag"):
-            want = [(r["shots"], r["score"], *r["ci95"]) for r in zero + [r for r in rep["results"] if r["select"] == s]]
+            want = [(r["shots"], r["score"], *r["ci95"]) for r in zero + [r for r in res if r["select"] == s]]
             assert fe.points[(name, s)] == want
     assert set(fe.points) == {(n, s) for n in "ab" for s in ("random", "rag")}
     fe.report_pick.value = ("b",); assert set(fe.points) == {("b", "random"), ("b", "rag")}
     fe.class_pick.value = "cat"
-    rep = json.loads(b.read_text())
-    want = sorted((r["shots"], 1 - r["score"], 5) for r in rep["results"] if r["select"] in ("none", "rag"))
+    res = results["b"]
+    want = sorted((r["shots"], 1 - r["score"], 5) for r in res if r["select"] in ("none", "rag"))
     assert fe.class_points[("b", "rag")] == want
     fe.class_pick.value = ALL_CLASSES
-    assert fe.class_bars[("b", "4-rag", "dog")] == [r["score"] for r in rep["results"] if r["shots"] == 4 and r["select"] == "rag"][0]
+    assert fe.class_bars[("b", "rag/4", "dog")] == [r["score"] for r in res if r["shots"] == 4 and r["select"] == "rag"][0]
