@@ -8,7 +8,7 @@ or `python -m data_recipes.NAME --out DIR [--quick] [--seed N] [--overwrite]`.
 from __future__ import annotations
 import importlib
 
-NAMES = ("synthetic", "instruments", "speech", "sound_effects", "byo", "dialogue")
+NAMES = ("synthetic", "instruments", "speech", "sound_effects", "byo", "dialogue", "many_classes", "spoken_languages")
 
 def _builder(name):
     return lambda out, **kw: importlib.import_module(f"data_recipes.{name}").build(out, **kw)
