@@ -194,3 +194,35 @@ def test_dialogue_from_synthetic(tmp_path):
     # with no source it builds the synthetic recipe inside its own folder
     c = build("dialogue", tmp_path / "c", quick=True)
     assert (tmp_path / "c" / "audio" / "synthetic" / "manifest.jsonl").is_file() and len(read_manifest(c)) > 10
+
+# ---- many classes and the held-out spoken languages ---------------------------------------------------------------
+@needs("fluidsynth")
+@needs("espeak-ng")
+def test_many_classes_quick_is_deterministic_and_valid(tmp_path):
+    a = build("many_classes", tmp_path / "a", quick=True, seed=0)
+    b = build("many_classes", tmp_path / "b", quick=True, seed=0)
+    assert tree_hash(a.parent) == tree_hash(b.parent)
+    items = read_manifest(a)
+    sources = {it.extra["source"] for it in items}
+    assert sources == {"instruments", "synthetic", "voices", "stamps"}
+    assert all(it.answer in it.options and len(it.options) == 5 for it in items)
+    for label in {it.answer for it in items}:            # every class has train clips to shoot from and a test clip
+        splits = [it.split for it in items if it.answer == label]
+        assert splits.count("train") >= 2 and "test" in splits
+    assert len({hashlib.sha256(Path(it.audio).read_bytes()).hexdigest() for it in items}) == len(items)   # no copies
+
+def test_spoken_languages_is_held_out_from_every_training_source(tmp_path):
+    m = build("spoken_languages", tmp_path / "sl", quick=True, seed=0)
+    items = read_manifest(m)
+    from data_recipes.spoken_languages import LANGUAGES, VAL_LANGUAGES
+    val = {it.answer for it in items if it.split == "val"}
+    test = {it.answer for it in items if it.split == "test"}
+    assert val == {LANGUAGES[c] for c in VAL_LANGUAGES} and test and not val & test      # disjoint language groups
+    assert all(it.answer in it.options and set(it.options) in (val, test) for it in items)
+    assert {it.split for it in items} == {"train", "val", "test"}
+    used = {it.extra["source"] for it in items}
+    assert all("_desc_" in s for s in used)
+    from data_recipes.many_classes import stamp_sounds
+    stamps = {str(ogg.relative_to(ogg.parents[len(ogg.parents) - 5])) for ogg, _ in stamp_sounds()}
+    assert not used & stamps and not any("_desc" in s or "symbols/" in s for s in stamps)
+    assert not {LANGUAGES[c] for c in LANGUAGES} & {"english"}
