@@ -37,7 +37,7 @@ if not any(n.endswith("/licenses/LICENSE") for n in names): missing.append("LICE
 if missing: sys.exit(f"FAIL: not in the wheel: {missing}")
 PY
 
-pip_args=(-q --disable-pip-version-check)
+pip_args=(-q --disable-pip-version-check --no-compile)   # .pyc files are written on first import, only for what runs
 if [ "${AFL_WHEEL_CONSTRAINTS:-constraints.txt}" != none ]; then
   grep -vE '^(torch|torchvision)==' "${AFL_WHEEL_CONSTRAINTS:-constraints.txt}" > "$WORK/constraints.txt"
   echo "torch==$TORCH" >> "$WORK/constraints.txt"
