@@ -205,7 +205,8 @@ def logger_names(choice: str) -> list[str]:
 def make_loggers(run: Path, names: list[str]) -> list:
     "CSV metrics in `run/logs/version_N/metrics.csv` (what loss.png reads), TensorBoard events in `run/tensorboard/`."
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    made = {"csv": lambda: CSVLogger(run, name="logs"), "tensorboard": lambda: TensorBoardLogger(run, name="tensorboard")}
+    made = {"csv": lambda: CSVLogger(run, name="logs"),
+            "tensorboard": lambda: TensorBoardLogger(run, name="tensorboard")}
     return [made[n]() for n in names]
 
 # %% ../nbs/15_cli.ipynb #fc419e23
@@ -224,7 +225,8 @@ def _data_module(net, data: DataSection, cache, seed: int):
     selector = _shot_selector(data, net.encoder, cache, seed)
     return AudioFlamingoDataModule(train=data.train, tokenizer=net.tokenizer, cache=cache, batch_size=data.batch_size,
                                    num_workers=data.num_workers, seed=seed, selector=selector, icl_prob=data.icl_prob,
-                                   k_range=(data.k_min, data.k_max), max_tokens=min(data.max_tokens, net.config.max_tokens),
+                                   k_range=(data.k_min, data.k_max),
+                                   max_tokens=min(data.max_tokens, net.config.max_tokens),
                                    task_prefix=data.task_prefix, max_windows=net.config.max_windows)
 
 def run_callbacks(run: Path, trainer: TrainerSection, net=None, data: DataSection | None = None, cache=None) -> list:
@@ -256,7 +258,8 @@ def train(out: str = "runs/train", model: ModelSection = ModelSection(), data: D
         overwrite: replace a finished run in `out`
     """
     if not data.train: raise ValueError("data.train is empty: give {manifest: weight} pairs (see afl train --help)")
-    if ckpt_path is not None and not Path(ckpt_path).is_file(): raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file")
     logger_names(logger if logger is not None else trainer.logger)   # a bad logger name fails before anything is built
     from audioflamingo_lab.manifest import read_manifest
     for manifest in data.train: read_manifest(manifest)       # a bad manifest fails now, not after the model is built
@@ -288,7 +291,7 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path=
 
 # %% ../nbs/15_cli.ipynb #4f2e5150
 def metric_series(run, key: str) -> tuple[list[int], list[float]]:
-    "(steps, values) of one metric over every `run/logs/version_N/metrics.csv`; a step logged twice keeps the later value."
+    "(steps, values) of a metric over every `run/logs/version_N/metrics.csv`; a step logged twice keeps the later value."
     import csv
     points = {}
     for path in sorted((Path(run) / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
@@ -305,7 +308,8 @@ def plot_loss(run) -> Figure:
     for key, style in (("train/loss", "-"), ("val/loss", "o--")):
         steps, values = metric_series(run, key)
         if steps: ax.plot(steps, values, style, label=f"{key} ({len(steps)} points)", markersize=4)
-    if not ax.lines: ax.text(0.5, 0.5, "no loss logged yet (see --trainer.log_every_n_steps)", ha="center", transform=ax.transAxes)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no loss logged yet (see --trainer.log_every_n_steps)", ha="center", transform=ax.transAxes)
     else: ax.legend()
     ax.set(xlabel="optimizer step", ylabel="loss", title=f"loss of {Path(run).resolve().name}")
     ax.grid(alpha=0.3)
@@ -321,7 +325,8 @@ def plot_gates(folder) -> Figure:
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     for j, (ax, kind) in enumerate(zip(fig.subplots(1, 2, sharey=True), ("attn", "ff"))):
         for layer in sorted(gates[-1]):
-            ax.plot(steps, [g[layer][j] if layer in g else float("nan") for g in gates], marker=".", label=f"layer {layer}")
+            values = [g[layer][j] if layer in g else float("nan") for g in gates]
+            ax.plot(steps, values, marker=".", label=f"layer {layer}")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="optimizer step", title=f"tanh(alpha_{kind})")
         ax.grid(alpha=0.3)
@@ -480,10 +485,11 @@ def _user_error(e: BaseException) -> bool:
     if isinstance(e, (ValueError, OSError, ImportError, KeyError)): return True
     if type(e).__name__ == "MisconfigurationException": return True          # Lightning's "bad Trainer argument"
     frames = traceback.extract_tb(e.__traceback__)                            # a RuntimeError this project raised itself
-    return isinstance(e, RuntimeError) and bool(frames) and Path(frames[-1].filename).parent.name in ("audioflamingo_lab", "data_recipes")
+    ours = bool(frames) and Path(frames[-1].filename).parent.name in ("audioflamingo_lab", "data_recipes")
+    return isinstance(e, RuntimeError) and ours
 
 def main(argv: list[str] | None = None):
-    "Entry point of `afl`. An expected error prints one line `afl: error: ...` and exits 1; `--debug` shows the traceback."
+    "Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the traceback."
     from jsonargparse import CLI
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

@@ -59,11 +59,13 @@ else
   step "new venv $VENV ($("$PY" --version)), install the wheel and its dependencies"
   [ -n "${AFL_WHEEL_FRESH:-}" ] || rm -rf "$ROOT"/.cache/wheel-check/venv-*
   "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install "${pip_args[@]}" "$wheel" >"$WORK/pip.log" 2>&1 || { tail -30 "$WORK/pip.log"; exit 1; }
+  "$VENV/bin/python" -m pip install "${pip_args[@]}" "$wheel" >"$WORK/pip.log" 2>&1 \
+    || { tail -30 "$WORK/pip.log"; exit 1; }
   touch "$VENV/.complete"
 fi
 "$VENV/bin/python" -m pip check
-"$VENV/bin/python" -m pip list --format=freeze 2>/dev/null | grep -iE '^(torch|transformers|lightning|numpy)==' | tr '\n' ' '
+"$VENV/bin/python" -m pip list --format=freeze 2>/dev/null | grep -iE '^(torch|transformers|lightning|numpy)==' \
+  | tr '\n' ' '
 echo
 
 cd "$WORK"                                       # nothing of the source tree is importable from here
@@ -86,9 +88,12 @@ PY
 step "afl train (the packaged config, 4 steps, validation every 2)"
 afl train --config tiny-pretrain --out run --data.train '{data/captioning.jsonl: 1.0}' --data.cache cache \
   --trainer.max_steps 4 --trainer.checkpoint_every_n_steps 2 --trainer.log_every_n_steps 1 \
-  --trainer.enable_progress_bar false --trainer.accelerator cpu >"$WORK/train.log" 2>&1 || { tail -30 "$WORK/train.log"; exit 1; }
-for f in model.safetensors config.yaml loss.png gates.png; do [ -s "run/$f" ] || { echo "FAIL: run/$f missing"; exit 1; }; done
-grep -q "val/loss" run/logs/version_0/metrics.csv || { echo "FAIL: no val/loss in run/logs/version_0/metrics.csv"; exit 1; }
+  --trainer.enable_progress_bar false --trainer.accelerator cpu >"$WORK/train.log" 2>&1 \
+  || { tail -30 "$WORK/train.log"; exit 1; }
+for f in model.safetensors config.yaml loss.png gates.png; do
+  [ -s "run/$f" ] || { echo "FAIL: run/$f missing"; exit 1; }
+done
+grep -q "val/loss" run/logs/version_0/metrics.csv || { echo "FAIL: no val/loss in run/logs/*/metrics.csv"; exit 1; }
 step "afl eval"
 afl eval --ckpt run/model.safetensors --manifest data/captioning.jsonl --shots 0,1 --select random \
   --max_new_tokens 2 --out eval --cache cache >"$WORK/eval.log" 2>&1 || { tail -30 "$WORK/eval.log"; exit 1; }

@@ -25,13 +25,14 @@ def test_metadata_has_ranges_not_pins():
 
 def test_constraints_pin_every_declared_dependency_inside_its_range():
     pins = _pins()
-    assert all("==" in l for l in (ROOT / "constraints.txt").read_text().splitlines() if l.strip() and not l.startswith("#"))
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    assert all("==" in l for l in lines if l.strip() and not l.startswith("#"))
     own = canonicalize_name(PROJECT["name"])
     for req in CORE + sum(EXTRAS.values(), []):
         name = canonicalize_name(req.name)
-        if name == own: continue                                            # dev = audioflamingo-lab[clap,tensorboard] + tools
+        if name == own: continue                                  # dev = audioflamingo-lab[clap,tensorboard] + tools
         assert name in pins, f"{name} is declared but not pinned in constraints.txt"
-        assert req.specifier.contains(pins[name], prereleases=True), f"constraints.txt pins {name}=={pins[name]}, outside {req}"
+        assert req.specifier.contains(pins[name], prereleases=True), f"constraints.txt: {name}=={pins[name]}, not {req}"
 
 def test_license_file_is_mit_and_packaged():
     text = (ROOT / "LICENSE").read_text()
@@ -78,20 +79,22 @@ except ImportError as e: print("MESSAGE:", e)
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "MESSAGE: the clap-htsat encoder needs laion-clap, an optional extra: pip install 'audioflamingo-lab[clap]'" in r.stdout
+    hint = "the clap-htsat encoder needs laion-clap, an optional extra: pip install 'audioflamingo-lab[clap]'"
+    assert f"MESSAGE: {hint}" in r.stdout
 
 def test_afl_reports_missing_clap_without_traceback(tmp_path):
     (tmp_path / "m.jsonl").write_text("")
     code = BLOCK_CLAP + "from audioflamingo_lab.cli import main; main(sys.argv[1:])"
-    r = subprocess.run([sys.executable, "-c", code, "index", "build", "--manifest", str(tmp_path / "m.jsonl"),
-                        "--encoder", "clap-htsat", "--out", str(tmp_path / "idx")], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    argv = ["index", "build", "--manifest", str(tmp_path / "m.jsonl"), "--encoder", "clap-htsat",
+            "--out", str(tmp_path / "i")]
+    r = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines()[-1] == ("afl: error: the clap-htsat encoder needs laion-clap, an optional extra: "
-                                                 "pip install 'audioflamingo-lab[clap]'")
+    hint = "the clap-htsat encoder needs laion-clap, an optional extra: pip install 'audioflamingo-lab[clap]'"
+    assert r.stderr.strip().splitlines()[-1] == f"afl: error: {hint}"
 
 def test_packaged_config_is_found_by_name():
     from audioflamingo_lab.cli import packaged_config, _configs
     assert packaged_config("tiny-pretrain").read_text() == (ROOT / "configs/tiny-pretrain.yaml").read_text()
     assert packaged_config("no-such-config") is None
-    assert _configs(["train", "--config", "tiny-pretrain"]) == ["train", "--config", str(packaged_config("tiny-pretrain"))]
+    path = str(packaged_config("tiny-pretrain"))
+    assert _configs(["train", "--config", "tiny-pretrain"]) == ["train", "--config", path]
