@@ -11,9 +11,11 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['LOCK', 'FRESH_S', 'RUN_LIST', 'RUN_ENTRIES', 'ModelSection', 'DataSection', 'OptimSection', 'TrainerSection',
-           'folder_lock', 'run_files', 'mark_run_folder', 'clear_folder', 'prepare_run_dir', 'train', 'data_build',
-           'index_build', 'eval_', 'chat', 'commands', 'main']
+__all__ = ['AFL_ONLY', 'AFL_SETS', 'LOCK', 'FRESH_S', 'RUN_LIST', 'RUN_ENTRIES', 'LOGGERS', 'ModelSection', 'DataSection',
+           'OptimSection', 'TrainerBasics', 'TrainerSection', 'trainer_kwargs', 'folder_lock', 'run_files',
+           'mark_run_folder', 'clear_folder', 'prepare_run_dir', 'logger_names', 'make_loggers', 'run_callbacks',
+           'train', 'metric_series', 'plot_loss', 'plot_gates', 'write_run_plots', 'data_build', 'index_build', 'eval_',
+           'chat', 'packaged_config', 'commands', 'main']
 
 # %% ../nbs/15_cli.ipynb #c8fb0eb1
 @dataclass
@@ -24,6 +26,10 @@ class ModelSection:
     mode: str = "pretrain"                  # pretrain (LM frozen) | sft (full LM) | lora
     init_from: str | None = None            # a safetensors checkpoint of an earlier stage (pretrain -> sft)
     train_new_tokens: bool = True           # the <audio>/<SEP>/<|endofchunk|> rows learn (pretrain, lora)
+    lora_r: int = 8                         # mode=lora: rank of the adapters (peft)
+    lora_alpha: int = 16                    # mode=lora: the adapters' scale is alpha / r
+    lora_dropout: float = 0.0
+    lora_targets: list[str] | None = None   # mode=lora: LM Linear layer names; None = the q/k/v/o projections
 
 @dataclass
 class DataSection:
@@ -53,19 +59,65 @@ class OptimSection:
     schedule: str = "constant"              # constant | cosine
     gate_lr: float | None = None            # own rate for the tanh gates (short runs: a gate moves ~lr per step)
 
+# %% ../nbs/15_cli.ipynb #5767cca7
 @dataclass
-class TrainerSection:
-    "Passed to `lightning.Trainer`."
+class TrainerBasics:
+    "The `lightning.Trainer` arguments this lab chooses, and afl's own checkpoint cadence and logger."
     max_steps: int = 100
     accelerator: str = "auto"
-    devices: int | str = 1
+    devices: int | str | list[int] = 1
+    num_nodes: int = 1                      # machines; each runs `devices` processes
     strategy: str = "auto"                  # ddp | fsdp | deepspeed ... on several devices
     precision: str = "32-true"              # bf16-mixed on GPUs
     accumulate_grad_batches: int = 1
-    gradient_clip_val: float = 1.0          # AF1 clipped the gradient norm at 1.0
+    gradient_clip_val: float | None = 1.0   # AF1 clipped the gradient norm at 1.0
     log_every_n_steps: int = 10
-    checkpoint_every_n_steps: int = 25      # a last.ckpt to resume from, and a gate snapshot for the GateInspector
+    val_check_interval: int | float | str | dict | None = None   # batches; None = with every checkpoint (below)
+    check_val_every_n_epoch: int | None = None   # None: val_check_interval counts batches across epochs
+    limit_val_batches: int | float | None = None
+    num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
+    checkpoint_every_n_steps: int = 25      # afl: a last.ckpt to resume from, and a gate snapshot for the GateInspector
+    logger: str = "csv"                     # afl: csv | tensorboard | csv,tensorboard | none (loss.png reads csv)
+
+AFL_ONLY = ("checkpoint_every_n_steps", "logger")                 # read by afl train, not passed to the Trainer
+AFL_SETS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins")   # Trainer args afl fills
+
+# %% ../nbs/15_cli.ipynb #b6dc4466
+@dataclass
+class TrainerSection(TrainerBasics):
+    "Every other `lightning.Trainer` argument, with Lightning's defaults: `--trainer.NAME` passes it through."
+    fast_dev_run: int | bool = False
+    max_epochs: int | None = None
+    min_epochs: int | None = None
+    min_steps: int | None = None
+    max_time: str | dict | None = None      # "DD:HH:MM:SS" or {hours: 2}
+    limit_train_batches: int | float | None = None
+    limit_test_batches: int | float | None = None
+    limit_predict_batches: int | float | None = None
+    overfit_batches: int | float = 0.0
+    enable_model_summary: bool | None = None
+    gradient_clip_algorithm: str | None = None
+    deterministic: bool | str | None = None
+    benchmark: bool | None = None
+    inference_mode: bool = True
+    use_distributed_sampler: bool = True
+    profiler: str | None = None             # simple | advanced | pytorch
+    detect_anomaly: bool = False
+    barebones: bool = False
+    sync_batchnorm: bool = False
+    reload_dataloaders_every_n_epochs: int = 0
+    enable_autolog_hparams: bool = True
+    model_registry: str | None = None
+
+def trainer_kwargs(trainer: TrainerSection) -> dict:
+    "The `lightning.Trainer` keyword arguments of a section: afl's own fields left out, validation scheduled."
+    kw = {k: v for k, v in asdict(trainer).items() if k not in AFL_ONLY}
+    if kw["val_check_interval"] is None:    # with every checkpoint; Lightning counts batches, not optimizer steps
+        kw["val_check_interval"] = trainer.checkpoint_every_n_steps * trainer.accumulate_grad_batches
+    if isinstance(kw["val_check_interval"], float) and kw["check_val_every_n_epoch"] is None:
+        kw["check_val_every_n_epoch"] = 1   # a float is a fraction of an epoch, which Lightning counts per epoch
+    return kw
 
 # %% ../nbs/15_cli.ipynb #0cfd1f08
 LOCK = ".afl.lock"
@@ -110,7 +162,8 @@ def folder_lock(folder):
 
 # %% ../nbs/15_cli.ipynb #9dec37bd
 RUN_LIST = ".afl-run.json"   # what makes a folder one of our runs: the entries the run writes (and may delete)
-RUN_ENTRIES = ("config.yaml", "checkpoints", "gates", "logs", "model.safetensors", RUN_LIST)
+RUN_ENTRIES = ("config.yaml", "checkpoints", "gates", "logs", "tensorboard", "model.safetensors", "loss.png", "gates.png",
+               RUN_LIST)
 _CONFIG_KEYS = {"model", "data", "optim", "trainer", "seed"}
 
 def run_files(folder) -> list[str] | None:
@@ -228,57 +281,167 @@ def _episode_mix(kinds: list[dict], pool, encoder, cache, seed: int):
     return EpisodeMix(built, names=sorted({it.answer for it in pool}))
 
 # %% ../nbs/15_cli.ipynb #723b8d60
+LOGGERS = ("csv", "tensorboard", "none")
+
+def logger_names(choice: str) -> list[str]:
+    "The loggers `--trainer.logger` asks for (comma-separated); checked before anything is built."
+    from importlib.util import find_spec
+    names = [n.strip() for n in str(choice).split(",") if n.strip()]
+    if not names or any(n not in LOGGERS for n in names):
+        raise ValueError(f"--trainer.logger {choice!r}: choose csv, tensorboard, none, or a comma-separated mix")
+    if "tensorboard" in names and not (find_spec("tensorboard") or find_spec("tensorboardX")):
+        raise ImportError("--trainer.logger tensorboard needs the tensorboard package: "
+                          "pip install 'audioflamingo-lab[tensorboard]'")
+    return [n for n in names if n != "none"]
+
+def make_loggers(run: Path, names: list[str]) -> list:
+    "CSV metrics in `run/logs/version_N/metrics.csv` (what loss.png reads), TensorBoard events in `run/tensorboard/`."
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    made = {"csv": lambda: CSVLogger(run, name="logs"),
+            "tensorboard": lambda: TensorBoardLogger(run, name="tensorboard")}
+    return [made[n]() for n in names]
+
+# %% ../nbs/15_cli.ipynb #3bf7d160
+def _module(net, model: ModelSection, optim: OptimSection, trainer: TrainerSection):
+    "The LightningModule: what trains (mode, LoRA settings) and the optimizer."
+    from audioflamingo_lab.training import FlamingoModule
+    lora = dict(r=model.lora_r, alpha=model.lora_alpha, dropout=model.lora_dropout)
+    if model.lora_targets: lora["targets"] = tuple(model.lora_targets)
+    return FlamingoModule(model=net, mode=model.mode, train_new_tokens=model.train_new_tokens, lora=lora, lr=optim.lr,
+                          weight_decay=optim.weight_decay, warmup_steps=optim.warmup_steps, schedule=optim.schedule,
+                          max_steps=trainer.max_steps, gate_lr=optim.gate_lr)
+
+def _data_module(net, data: DataSection, cache, seed: int):
+    "Train and val batches from the manifests; the val split gives the val loss."
+    from audioflamingo_lab.datamodule import AudioFlamingoDataModule
+    selector = _shot_selector(data, net.encoder, cache, seed)
+    return AudioFlamingoDataModule(train=data.train, tokenizer=net.tokenizer, cache=cache, batch_size=data.batch_size,
+                                   num_workers=data.num_workers, seed=seed, selector=selector, icl_prob=data.icl_prob,
+                                   k_range=(data.k_min, data.k_max),
+                                   max_tokens=min(data.max_tokens, net.config.max_tokens),
+                                   task_prefix=data.task_prefix, max_windows=net.config.max_windows)
+
+def run_callbacks(run: Path, trainer: TrainerSection, net=None, data: DataSection | None = None, cache=None,
+                  seed: int = 0) -> list:
+    """The callbacks of a run: last.ckpt and a gate snapshot every `checkpoint_every_n_steps` optimizer steps, the
+    sampler's position in the checkpoint (resume = the uninterrupted run), and the val few-shot score if asked for."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from audioflamingo_lab.datamodule import SamplerCheckpoint
+    from audioflamingo_lab.training import GateSnapshots
+    every = trainer.checkpoint_every_n_steps
+    fewshot = _fewshot_callbacks(data, cache, seed, net.config.max_tokens) if data is not None and net is not None else []
+    return [ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
+            GateSnapshots(run / "gates", every_n_steps=every), SamplerCheckpoint(), *fewshot]
+
+# %% ../nbs/15_cli.ipynb #020d2c75
 def train(out: str = "runs/train", model: ModelSection = ModelSection(), data: DataSection = DataSection(),
           optim: OptimSection = OptimSection(), trainer: TrainerSection = TrainerSection(),
-          devices: int | str | None = None, strategy: str | None = None, precision: str | None = None,
-          seed: int = 0, overwrite: bool = False) -> Path:
+          devices: int | str | None = None, num_nodes: int | None = None, strategy: str | None = None,
+          precision: str | None = None, logger: str | None = None, ckpt_path: str | None = None, seed: int = 0,
+          overwrite: bool = False) -> Path:
     """Train a model (pretrain, sft or lora) with Lightning; resumes an interrupted run in the same folder.
 
     Args:
-        out: the run folder: config.yaml, checkpoints/last.ckpt, gates/, metrics, and model.safetensors at the end
+        out: the run folder: config.yaml, checkpoints/last.ckpt, gates/, logs/ (metrics.csv), and at the end
+            model.safetensors, loss.png and gates.png
         devices: shortcut for --trainer.devices
+        num_nodes: shortcut for --trainer.num_nodes
         strategy: shortcut for --trainer.strategy (ddp, fsdp, ...)
         precision: shortcut for --trainer.precision (32-true, bf16-mixed, ...)
+        logger: shortcut for --trainer.logger: csv (default), tensorboard, csv,tensorboard or none
+        ckpt_path: a Lightning checkpoint (.ckpt) to resume from; default: the run folder's own last.ckpt, if any
         seed: seeds everything (data order, ICL draws, init)
         overwrite: replace a finished run in `out`
     """
     if not data.train: raise ValueError("data.train is empty: give {manifest: weight} pairs (see afl train --help)")
-    trainer = TrainerSection(**{**asdict(trainer), **{k: v for k, v in dict(devices=devices, strategy=strategy, precision=precision).items() if v is not None}})
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file")
+    logger_names(logger if logger is not None else trainer.logger)   # a bad logger name fails before anything is built
+    from audioflamingo_lab.manifest import read_manifest
+    for manifest in data.train: read_manifest(manifest)       # a bad manifest fails now, not after the model is built
+    shortcuts = dict(devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, logger=logger)
+    trainer = TrainerSection(**{**asdict(trainer), **{k: v for k, v in shortcuts.items() if v is not None}})
     config = dict(model=asdict(model), data=asdict(data), optim=asdict(optim), trainer=asdict(trainer), seed=seed)
-    with folder_lock(out): return _train(out, overwrite, config, model, data, optim, trainer, seed)
+    with folder_lock(out): return _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path)
 
-def _train(out, overwrite, config, model, data, optim, trainer, seed) -> Path:
+def _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path=None) -> Path:
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from audioflamingo_lab.core import seed_everything
-    from audioflamingo_lab.datamodule import AudioFlamingoDataModule, SamplerCheckpoint
     from audioflamingo_lab.encoders import EmbeddingCache
-    from audioflamingo_lab.training import AtomicCheckpointIO, FlamingoModule, GateSnapshots, save_checkpoint
+    from audioflamingo_lab.training import save_checkpoint
     run, resume = prepare_run_dir(out, overwrite, config)
     seed_everything(seed)
     net = _load_model(model)
     if net.encoder is None: raise ValueError("training from audio files needs a model with a window encoder")
     cache = EmbeddingCache(data.cache, net.encoder, max_windows=net.config.max_windows)
-    selector = _shot_selector(data, net.encoder, cache, seed)
-    module = FlamingoModule(model=net, mode=model.mode, train_new_tokens=model.train_new_tokens, lr=optim.lr, weight_decay=optim.weight_decay,
-                            warmup_steps=optim.warmup_steps, schedule=optim.schedule, max_steps=trainer.max_steps,
-                            gate_lr=optim.gate_lr)
-    dm = AudioFlamingoDataModule(train=data.train, tokenizer=net.tokenizer, cache=cache, batch_size=data.batch_size,
-                                 num_workers=data.num_workers, seed=seed, selector=selector, icl_prob=data.icl_prob,
-                                 k_range=(data.k_min, data.k_max), max_tokens=min(data.max_tokens, net.config.max_tokens),
-                                 task_prefix=data.task_prefix, max_windows=net.config.max_windows)
-    every = trainer.checkpoint_every_n_steps
-    callbacks = [ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
-                 GateSnapshots(run / "gates", every_n_steps=every),
-                 SamplerCheckpoint(), *_fewshot_callbacks(data, cache, seed, dm.dataset_kw["max_tokens"])]
-    kw = {k: v for k, v in asdict(trainer).items() if k != "checkpoint_every_n_steps"}
-    fit = L.Trainer(default_root_dir=run, logger=CSVLogger(run, name="logs"), callbacks=callbacks,
-                    plugins=[AtomicCheckpointIO()], num_sanity_val_steps=0, limit_val_batches=0, **kw)
+    module, dm = _module(net, model, optim, trainer), _data_module(net, data, cache, seed)
+    from audioflamingo_lab.training import AtomicCheckpointIO
+    fit = L.Trainer(default_root_dir=run, logger=make_loggers(run, logger_names(trainer.logger)) or False,
+                    callbacks=run_callbacks(run, trainer, net=net, data=data, cache=cache, seed=seed),
+                    plugins=[AtomicCheckpointIO()], **trainer_kwargs(trainer))
+    resume = Path(ckpt_path) if ckpt_path else resume
     if resume is not None: print(f"resuming {run} from {resume}", file=sys.stderr)
     fit.fit(module, dm, ckpt_path=str(resume) if resume else None)
-    if fit.is_global_zero: save_checkpoint(net, run / "model.safetensors", extra={"config": config})
+    if fit.is_global_zero:
+        save_checkpoint(net, run / "model.safetensors", extra={"config": config})
+        write_run_plots(run)
     return run / "model.safetensors"
+
+# %% ../nbs/15_cli.ipynb #4b7d622f
+def metric_series(run, key: str) -> tuple[list[int], list[float]]:
+    "(steps, values) of a metric over every `run/logs/version_N/metrics.csv`; a step logged twice keeps the later value."
+    import csv
+    points = {}
+    for path in sorted((Path(run) / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get(key) and row.get("step"): points[int(row["step"])] = float(row[key])
+    return sorted(points), [points[s] for s in sorted(points)]
+
+def plot_loss(run) -> Figure:
+    "Train loss (and val loss when present) against the optimizer step."
+    from matplotlib.figure import Figure      # no pyplot: works headless and leaves the user's backend alone
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    for key, style in (("train/loss", "-"), ("val/loss", "o--")):
+        steps, values = metric_series(run, key)
+        if steps: ax.plot(steps, values, style, label=f"{key} ({len(steps)} points)", markersize=4)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no loss logged yet (see --trainer.log_every_n_steps)", ha="center", transform=ax.transAxes)
+    else: ax.legend()
+    ax.set(xlabel="optimizer step", ylabel="loss", title=f"loss of {Path(run).resolve().name}")
+    ax.grid(alpha=0.3)
+    return fig
+
+def plot_gates(folder) -> Figure:
+    "tanh(gate) of every cross-attention block over training: one curve per decoder layer, attn and ff side by side."
+    from matplotlib.figure import Figure
+    from audioflamingo_lab.widgets import checkpoint_gates, checkpoint_step
+    paths = sorted(Path(folder).glob("gates-step*.safetensors"))
+    if not paths: raise FileNotFoundError(f"{folder}: no gates-step*.safetensors snapshots")
+    steps, gates = [checkpoint_step(p, i) for i, p in enumerate(paths)], [checkpoint_gates(p) for p in paths]
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    for j, (ax, kind) in enumerate(zip(fig.subplots(1, 2, sharey=True), ("attn", "ff"))):
+        for layer in sorted(gates[-1]):
+            values = [g[layer][j] if layer in g else float("nan") for g in gates]
+            ax.plot(steps, values, marker=".", label=f"layer {layer}")
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set(xlabel="optimizer step", title=f"tanh(alpha_{kind})")
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(gates[-1]) > 8 else 1)
+    return fig
+
+def write_run_plots(run) -> list[Path]:
+    "Write `loss.png` (when the CSV logger wrote metrics) and `gates.png` (when there are gate snapshots) in `run`."
+    run, written = Path(run), []
+    if any((run / "logs").glob("version_*/metrics.csv")):
+        plot_loss(run).savefig(run / "loss.png", dpi=100)
+        written.append(run / "loss.png")
+    else: print(f"no loss.png: {run / 'logs'} holds no metrics.csv (the CSV logger was off)", file=sys.stderr)
+    if any((run / "gates").glob("gates-step*.safetensors")):
+        plot_gates(run / "gates").savefig(run / "gates.png", dpi=100)
+        written.append(run / "gates.png")
+    return written
 
 # %% ../nbs/15_cli.ipynb #a9ab7c91
 def _required(**kw):
@@ -399,13 +562,52 @@ def _bare_flags(argv: list[str]) -> list[str]:
         out.append(f"{a}=true" if a in _FLAGS and (nxt is None or nxt.lower() not in ("true", "false")) else a)
     return out
 
+def packaged_config(name: str) -> Path | None:
+    "A config that ships with the package (`--config tiny-pretrain`); in a source checkout, the repo's configs/."
+    import audioflamingo_lab
+    here = Path(audioflamingo_lab.__file__).resolve().parent
+    for folder in (here / "configs", here.parent / "configs"):
+        path = folder / (name if name.endswith(".yaml") else f"{name}.yaml")
+        if path.is_file(): return path
+    return None
+
+def _configs(argv: list[str]) -> list[str]:
+    "`--config NAME` that is not a file but a packaged config's name -> that config's path."
+    out = list(argv)
+    for i in range(len(out) - 1):
+        if out[i] == "--config" and not Path(out[i + 1]).exists() and packaged_config(out[i + 1]):
+            out[i + 1] = str(packaged_config(out[i + 1]))
+    return out
+
 def commands() -> dict:
     from audioflamingo_lab.demo import demo
     return {"data": {"build": data_build}, "index": {"build": index_build}, "train": train, "eval": eval_,
             "chat": chat, "demo": demo}
 
+# %% ../nbs/15_cli.ipynb #12b52acd
+def _user_error(e: BaseException) -> bool:
+    """An error the user fixes (bad manifest, missing weights, locked folder, finished run, bad option): raised with a
+    message written for the user, which a traceback would only bury. Anything else is a bug and keeps its traceback."""
+    import traceback
+    if isinstance(e, (ValueError, OSError, ImportError, KeyError)): return True
+    if type(e).__name__ == "MisconfigurationException": return True          # Lightning's "bad Trainer argument"
+    frames = traceback.extract_tb(e.__traceback__)                            # a RuntimeError this project raised itself
+    ours = bool(frames) and Path(frames[-1].filename).parent.name in ("audioflamingo_lab", "data_recipes")
+    return isinstance(e, RuntimeError) and ours
+
 def main(argv: list[str] | None = None):
-    "Entry point of `afl`."
+    "Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the traceback."
     from jsonargparse import CLI
-    argv = _bare_flags(sys.argv[1:] if argv is None else list(argv))
-    CLI(commands(), args=argv, as_positional=True, prog="afl")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = _configs(_bare_flags([a for a in argv if a != "--debug"]))
+    try: CLI(commands(), args=argv, as_positional=True, prog="afl",
+             description="Audio Flamingo lab. Errors print one line; add --debug (anywhere) for the traceback.")
+    except KeyboardInterrupt:
+        if debug: raise
+        print("afl: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as e:
+        if debug or not _user_error(e): raise
+        print(f"afl: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -165,16 +165,21 @@ class MelConvEncoder(WindowEncoder):
         return torch.cat([self.encode(c) for c in flat.split(max(chunk, 1))]).reshape(B, n, self.dim)
 
 # %% ../nbs/02_encoders.ipynb #ce631fe1
+_CLAP_HINT = "pip install 'audioflamingo-lab[clap]'"
+
 def _htsat_module():
     "laion_clap's `clap_module.htsat`, imported as a private package (no `laion_clap/__init__`, no network)."
     name = "_afl_laion_clap"
     if f"{name}.htsat" not in sys.modules:
-        spec = importlib.util.find_spec("laion_clap")
-        if spec is None: raise ImportError("ClapHTSATEncoder needs the `laion-clap` package (pip install laion-clap)")
+        try: spec = importlib.util.find_spec("laion_clap")
+        except ImportError: spec = None
+        if spec is None: raise ImportError(f"the clap-htsat encoder needs laion-clap, an optional extra: {_CLAP_HINT}")
         pkg = types.ModuleType(name)
         pkg.__path__ = [str(Path(spec.submodule_search_locations[0]) / "clap_module")]
         sys.modules.setdefault(name, pkg)
-    return importlib.import_module(f"{name}.htsat")
+    try: return importlib.import_module(f"{name}.htsat")
+    except ImportError as e:            # laion-clap installed alone, without torchvision (it imports it undeclared)
+        raise ImportError(f"the clap-htsat encoder cannot import laion-clap's HTSAT ({e}): {_CLAP_HINT}") from e
 
 def htsat_model_config(model: str) -> dict:
     "The model config json shipped with laion_clap (e.g. 'HTSAT-tiny')."

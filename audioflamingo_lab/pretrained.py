@@ -90,11 +90,17 @@ SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 def _convert_smollm2(gguf: Path, out: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from safetensors.torch import save_model
+    from tqdm.auto import tqdm
+    bar = tqdm(total=3, desc=f"converting {gguf.name} to safetensors (first use only)", unit="stage")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    bar.update()
     lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    bar.update()
     if hasattr(lm.config, "quantization_config"): del lm.config.quantization_config  # plain float weights now
     save_model(lm, str(out / "model.safetensors"), metadata={"format": "pt"})
     lm.config.save_pretrained(out); lm.generation_config.save_pretrained(out); tok.save_pretrained(out)
+    bar.update()
+    bar.close()
 
 def load_smollm2(cache_dir=None, dtype=torch.float32):
     "SmolLM2-135M-Instruct as `(LlamaForCausalLM, tokenizer)`; the first call converts the GGUF file into `cache_dir`."

@@ -52,9 +52,11 @@ def window_embeddings(item: Item, encoder, pooling: str = "mean", cache=None, ma
 
 def embed_clips(items_or_paths, encoder, pooling: str = "mean", cache_root=None, max_windows: int = 16) -> np.ndarray:
     "L2-normalised clip vectors `float32 (N, dim)`; `cache_root` (a folder or an `EmbeddingCache`) avoids re-encoding."
+    from tqdm.auto import tqdm
     cache = _embedding_cache(cache_root, encoder, max_windows)
     out = np.zeros((len(items_or_paths), encoder.dim), np.float32)
-    for row, x in enumerate(items_or_paths):
+    bar = tqdm(items_or_paths, desc="embedding clips", unit="clip", leave=False, disable=len(items_or_paths) < 8)
+    for row, x in enumerate(bar):
         item = as_item(x)
         emb, mask = window_embeddings(item, encoder, pooling, cache, max_windows)
         emb, mask = torch.as_tensor(emb, dtype=torch.float32), torch.as_tensor(mask, dtype=torch.bool)

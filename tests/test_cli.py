@@ -39,8 +39,10 @@ def test_train_writes_run_and_refuses_overwrite(run):
     assert [p.name for p in gates] == [f"gates-step{s:06d}.safetensors" for s in (0, 3, 6)]
     model = load_checkpoint(out / "model.safetensors")
     assert any(abs(g["attn"]) > 0 for g in model.gate_values())          # the gates moved off zero
+    for name in ("loss.png", "gates.png"): assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     r = afl(*train_args(run / "data/manifest.jsonl", out, run / "cache"), check=False)
-    assert r.returncode != 0 and "already holds a finished run" in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("afl: error: ") and "already holds a finished run" in r.stderr
     before = (out / "model.safetensors").stat().st_mtime_ns
     afl(*train_args(run / "data/manifest.jsonl", out, run / "cache"), "--overwrite", "true")
     assert (out / "model.safetensors").stat().st_mtime_ns > before and not (out / ".afl.lock").exists()
@@ -116,7 +118,7 @@ def test_eval_names_a_bad_manifest_line(run, tmp_path):
                                         '"answer": "x", "split": "test", "dataset": "d"}\nnot json\n')
     r = afl("eval", "--ckpt", run / "run/model.safetensors", "--manifest", tmp_path / "bad.jsonl", "--out", tmp_path / "e",
             "--select", "random", check=False)
-    assert r.returncode != 0 and "bad.jsonl:1" in r.stderr and "bad.jsonl:2" in r.stderr
+    assert r.returncode == 1 and "bad.jsonl:1" in r.stderr and "bad.jsonl:2" in r.stderr and "Traceback" not in r.stderr
 
 def test_chat_encodes_the_audio_once(run, tmp_path):
     from audioflamingo_lab.cli import chat
@@ -129,3 +131,108 @@ def test_chat_encodes_the_audio_once(run, tmp_path):
     finally: h.remove()
     assert [t["user"] for t in turns] == ["what is it?", "is it loud?"] and all(isinstance(t["assistant"], str) for t in turns)
     assert len(calls) == 1
+
+def test_trainer_passthrough_validation_loggers_lora_and_plots(run):
+    "Any Trainer argument passes through; val loss on a schedule; csv + tensorboard; LoRA settings reach the adapter."
+    from audioflamingo_lab.cli import metric_series
+    from audioflamingo_lab.training import checkpoint_info
+    out = run / "lora"
+    afl(*train_args(run / "data/manifest.jsonl", out, run / "cache", steps=4, every=4), "--model.mode", "lora",
+        "--model.lora_r", 4, "--model.lora_alpha", 8, "--model.lora_targets", "[q_proj, v_proj]",
+        "--trainer.val_check_interval", 2, "--trainer.limit_val_batches", 2, "--trainer.max_time", "00:00:30:00",
+        "--trainer.log_every_n_steps", 1, "--trainer.logger", "csv,tensorboard",
+        "--trainer.enable_model_summary", "false")
+    lora = checkpoint_info(out / "model.safetensors")["trainable"]["lora"]
+    assert (lora["r"], lora["alpha"], list(lora["targets"])) == (4, 8, ["q_proj", "v_proj"])
+    steps, val = metric_series(out, "val/loss")
+    assert len(val) == 2 and all(v > 0 for v in val)                          # every 2 of 4 batches
+    assert len(metric_series(out, "train/loss")[0]) == 4
+    assert list((out / "tensorboard").glob("version_0/events.out.tfevents.*"))
+    for name in ("loss.png", "gates.png"): assert (out / name).stat().st_size > 1000
+
+def test_ckpt_path_resumes_from_another_runs_checkpoint(run):
+    out = run / "from-ckpt"
+    r = afl(*train_args(run / "data/manifest.jsonl", out, run / "cache", steps=8, every=4),
+            "--ckpt_path", run / "run/checkpoints/last.ckpt")
+    assert f"from {run / 'run/checkpoints/last.ckpt'}" in r.stderr
+    import csv
+    steps = [int(row["step"]) for row in csv.DictReader((out / "logs/version_0/metrics.csv").open()) if row.get("step")]
+    assert steps and min(steps) >= 6                                        # continued after the 6 steps of `run`
+    r = afl(*train_args(run / "data/manifest.jsonl", run / "nope", run / "cache"), "--ckpt_path", run / "none.ckpt",
+            check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "--ckpt_path" in r.stderr
+
+def _main_error(capsys, *argv) -> str:
+    "Run `afl ARGV` in this process; it must exit 1 with one `afl: error:` line on stderr and no traceback."
+    from audioflamingo_lab.cli import main
+    with pytest.raises(SystemExit) as e: main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err, err
+    assert err.count("afl: error: ") == 1, err
+    return err
+
+def _one_item_manifest(folder) -> Path:
+    _tone(folder / "one.wav", 1.0, 16000, 440)
+    line = {"id": "a", "audio": "one.wav", "task": "classification", "prompt": "p", "answer": "x", "split": "train",
+            "dataset": "d"}
+    (folder / "one.jsonl").write_text(json.dumps(line) + "\n")
+    return folder / "one.jsonl"
+
+def test_expected_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    bad = f"{{{tmp_path}/bad.jsonl: 1}}"
+    assert "bad.jsonl:1" in _main_error(capsys, "train", "--out", tmp_path / "r", "--data.train", bad)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / ".afl.lock").write_text("1")                                   # pid 1 is always alive
+    good = _one_item_manifest(tmp_path)
+    err = _main_error(capsys, "train", "--out", locked, "--data.train", f"{{{good}: 1}}")
+    assert "in use by another afl process" in err
+    assert "no such checkpoint file" in _main_error(capsys, "eval", "--ckpt", tmp_path / "missing.safetensors",
+                                                    "--manifest", tmp_path / "bad.jsonl", "--out", tmp_path / "e")
+    assert "--trainer.logger 'wandb'" in _main_error(capsys, "train", "--out", tmp_path / "w", "--data.train", "{x: 1}",
+                                                     "--trainer.logger", "wandb")
+    assert "data.train is empty" in _main_error(capsys, "train", "--out", tmp_path / "e2")
+
+def test_missing_weights_is_one_line(tmp_path, capsys, monkeypatch):
+    from audioflamingo_lab import pretrained
+    _, rel, licence = pretrained.WEIGHT_FILES["smollm2"]
+    monkeypatch.setitem(pretrained.WEIGHT_FILES, "smollm2", ("no_such_weight_package", rel, licence))   # not installed
+    good = f"{{{_one_item_manifest(tmp_path)}: 1}}"
+    err = _main_error(capsys, "train", "--out", tmp_path / "r", "--data.train", good, "--model.preset", "small")
+    assert "is not installed" in err and "requirements-pretrained" in err
+
+def test_missing_option_and_debug(tmp_path):
+    r = afl("data", "build", "synthetic", check=False)
+    assert r.returncode == 1 and "missing required option(s): --out" in r.stderr and "Traceback" not in r.stderr
+    r = afl("eval", "--ckpt", tmp_path / "missing.safetensors", "--manifest", "m.jsonl", "--out", tmp_path / "e",
+            "--debug", check=False)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "FileNotFoundError" in r.stderr
+
+def test_a_bug_keeps_its_traceback():
+    from audioflamingo_lab.cli import _user_error
+    assert not _user_error(TypeError("unsupported operand")) and not _user_error(AttributeError("x"))
+    try: raise RuntimeError("CUDA error: device-side assert")                # not raised by this project: a bug
+    except RuntimeError as e: torch_error = e
+    assert not _user_error(torch_error)
+    assert _user_error(ValueError("bad manifest")) and _user_error(FileExistsError("finished run"))
+
+def test_trainer_section_is_lightning_trainer(monkeypatch, tmp_path):
+    "Every Trainer argument is a --trainer.NAME flag (except the five afl sets), and Lightning accepts what we pass."
+    import inspect, lightning as L
+    from dataclasses import fields
+    from audioflamingo_lab import cli
+    ours = {f.name for f in fields(cli.TrainerSection)}
+    assert set(inspect.signature(L.Trainer).parameters) - {"self"} == (ours - set(cli.AFL_ONLY)) | set(cli.AFL_SETS)
+    seen = {}
+    monkeypatch.setattr(cli, "_train", lambda *a: seen.update(trainer=a[6], ckpt=a[8]))
+    good = f"{{{_one_item_manifest(tmp_path)}: 1}}"
+    cli.main(["train", "--out", str(tmp_path / "r"), "--data.train", good, "--trainer.num_nodes", "2",
+              "--trainer.val_check_interval", "0.5", "--trainer.limit_train_batches", "0.5",
+              "--trainer.max_epochs", "3",
+              "--num_nodes", "3", "--ckpt_path", __file__])
+    kw = cli.trainer_kwargs(seen["trainer"])
+    assert (kw["num_nodes"], kw["val_check_interval"], kw["limit_train_batches"], kw["max_epochs"]) == (3, 0.5, 0.5, 3)
+    assert seen["ckpt"] == __file__
+    fit = L.Trainer(logger=False, enable_checkpointing=False, **{**kw, "accelerator": "cpu", "devices": 1})
+    assert fit.num_nodes == 3 and fit.max_epochs == 3 and fit.val_check_interval == 0.5
