@@ -47,7 +47,9 @@ class Episode:
     "What one training or inference sequence is rendered from: in-context shots (maybe none), then the query."
     query: Item
     shots: list[Item] = field(default_factory=list)
-    select: str = "none"                    # none | random | rag: how the shots were chosen
+    select: str = "none"                    # none | random | rag | balanced: how the shots were chosen
+    shot_loss: str = "all"                  # all (AF1: every shot's answer is trained) | inferable (only answers whose
+                                            # label an earlier shot showed: relabelled episodes, where others are noise)
 
     @property
     def items(self) -> list[Item]: return [*self.shots, self.query]

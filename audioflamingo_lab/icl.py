@@ -221,7 +221,7 @@ def relabel(episode: Episode, rng: random.Random, names: list[str] | None = None
         taken.add(name)
     query = replace(episode.query, answer=new[episode.query.answer], options=[new[o] for o in episode.query.options])
     shots = [replace(s, answer=new[s.answer], options=[]) for s in episode.shots]   # a shot's options are never shown
-    return Episode(query, shots, episode.select)
+    return Episode(query, shots, episode.select, shot_loss="inferable")   # a first-seen new name cannot be predicted
 
 # %% ../nbs/09_icl.ipynb #a1f0fe33
 @dataclass

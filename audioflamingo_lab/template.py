@@ -138,14 +138,20 @@ def _task_text(item, lowercase):
     return f"The task is {name.lower() if lowercase else name}. "
 
 # %% ../nbs/05_template.ipynb #a0110b80
-def _item_segments(item, lowercase, with_options, with_answer):
+def _item_segments(item, lowercase, with_options, with_answer, train=True):
     "Segments of one `<audio>` prompt `\\nAnswer:` `<SEP>` answer `<EoC>` block: (kind, value, train)."
     low = (lambda s: s.lower()) if lowercase else (lambda s: s)
     segs = [("special", "audio", False)] if item.audio is not None else []
     segs.append(("text", low(item.prompt) + (_options(item.options, lowercase) if with_options else "") + "\nAnswer:", False))
     segs.append(("special", "sep", False))
-    if with_answer: segs += [("text", low(item.answer), True), ("special", "eoc", True)]
+    if with_answer: segs += [("text", low(item.answer), train), ("special", "eoc", train)]
     return segs
+
+def _shot_trained(episode) -> list[bool]:
+    "Which shot answers are in the loss: all (AF1), or with `shot_loss='inferable'` those an earlier shot's label names."
+    if episode.shot_loss == "all": return [True] * len(episode.shots)
+    if episode.shot_loss != "inferable": raise ValueError(f"shot_loss must be 'all' or 'inferable', got {episode.shot_loss!r}")
+    return [s.answer in {e.answer for e in episode.shots[:i]} for i, s in enumerate(episode.shots)]
 
 def _turn_segments(turn, lowercase, with_answer, field_name="turns"):
     low = (lambda s: s.lower()) if lowercase else (lambda s: s)
@@ -176,7 +182,8 @@ def render(sample: Item | Episode, tokenizer, max_tokens: int = 512, with_answer
     rng = rng or random.Random(stable_seed("prefix", query.id))   # deterministic per item unless you pass an rng
     icl = [("text", f"Here are {'similar' if episode.select == 'rag' else 'random'} examples. ", False)]
     prefix = [("text", _task_text(query, lowercase), False)] if _prefix_on(task_prefix, rng) else []
-    blocks = [_item_segments(s, lowercase, with_options=False, with_answer=True) for s in episode.shots]
+    blocks = [_item_segments(s, lowercase, with_options=False, with_answer=True, train=t)
+              for s, t in zip(episode.shots, _shot_trained(episode))]
     last = _item_segments(query, lowercase, with_options=True, with_answer=with_answer)
     tail = [("special", "eos", False)] if with_answer else []
     fixed = 1 + _measure(tokenizer, prefix) + _measure(tokenizer, last) + len(tail)   # BOS + query: never dropped

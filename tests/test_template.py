@@ -135,3 +135,16 @@ def test_collate_padding(tok):
     bl = collate_rendered([r1, r2], ids["pad"], padding_side="left")
     assert bl["input_ids"][1, -len(r2):].tolist() == r2.input_ids and (bl["labels"][1, :-len(r2)] == -100).all()
     with pytest.raises(ValueError, match="padding_side"): collate_rendered([r1], 0, padding_side="middle")
+
+def test_inferable_shot_loss_trains_only_repeated_labels():
+    "Relabelled episodes: a shot's new name is in the loss only if an earlier shot showed it; the query always is."
+    from audioflamingo_lab.core import Episode, Item
+    from audioflamingo_lab.template import build_tiny_tokenizer, render, EOC
+    tok = build_tiny_tokenizer()
+    names = ["dax", "wug", "dax", "blick", "wug"]
+    shots = [Item(f"s{i}", f"/a{i}.wav", prompt="what is it?", answer=n) for i, n in enumerate(names)]
+    query = Item("q", "/q.wav", prompt="what is it?", answer="blick", options=["blick", "dax", "wug"])
+    trained = lambda ep: tok.decode([t for t, l in zip(*(lambda r: (r.input_ids, r.labels))(render(ep, tok))) if l != -100])
+    assert trained(Episode(query, shots, "balanced", shot_loss="inferable")) == f"dax{EOC}wug{EOC}blick{EOC}"
+    assert trained(Episode(query, shots, "balanced")).count(EOC) == 6         # AF1: every answer
+    with pytest.raises(ValueError, match="shot_loss must be"): render(Episode(query, shots, shot_loss="some"), tok)
