@@ -30,6 +30,7 @@ class ModelSection:
     lora_alpha: int = 16                    # mode=lora: the adapters' scale is alpha / r
     lora_dropout: float = 0.0
     lora_targets: list[str] | None = None   # mode=lora: LM Linear layer names; None = the q/k/v/o projections
+    lora_from_layer: int = 0                # mode=lora: adapt decoder layers >= this (with xattn_from: a short backward)
 
 @dataclass
 class DataSection:
@@ -305,7 +306,7 @@ def make_loggers(run: Path, names: list[str]) -> list:
 def _module(net, model: ModelSection, optim: OptimSection, trainer: TrainerSection):
     "The LightningModule: what trains (mode, LoRA settings) and the optimizer."
     from audioflamingo_lab.training import FlamingoModule
-    lora = dict(r=model.lora_r, alpha=model.lora_alpha, dropout=model.lora_dropout)
+    lora = dict(r=model.lora_r, alpha=model.lora_alpha, dropout=model.lora_dropout, from_layer=model.lora_from_layer)
     if model.lora_targets: lora["targets"] = tuple(model.lora_targets)
     return FlamingoModule(model=net, mode=model.mode, train_new_tokens=model.train_new_tokens, lora=lora, lr=optim.lr,
                           weight_decay=optim.weight_decay, warmup_steps=optim.warmup_steps, schedule=optim.schedule,

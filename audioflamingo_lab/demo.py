@@ -17,7 +17,7 @@ __all__ = ['EPISODES', 'QUICK', 'OURS', 'DemoConfig', 'build_data', 'train_confi
 
 # %% ../nbs/16_demo.ipynb #884d7393
 EPISODES = (dict(select="plain", weight=0.2),                                  # seen classes, no shots
-            dict(select="balanced", weight=0.5, k=[1, 1], ways=[2, 5], relabel=0.9),
+            dict(select="balanced", weight=0.5, k=[1, 3], ways=[2, 5], relabel=0.9),   # k shots of each class
             dict(select="rag", weight=0.3, k=[1, 4], relabel=0.7))           # AF1's retrieved episodes
 
 @dataclass
@@ -31,6 +31,9 @@ class DemoConfig:
     media_attention: str = "immediate"      # chosen on val (see the README's runs table); AF1 is "cumulative"
     xattn_every: int = 2                    # a gated block before every 2nd layer ...
     xattn_from: int = 22                    # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
+    mode: str = "lora"                      # LM frozen, LoRA on its attention from xattn_from up: its heads learn to
+                                            # match a query's audio with a shot's (the LM alone only copies text)
+    gate_lr: float = 0.02                   # a gate moves ~gate_lr per step: 100 steps can open it fully
     n_per_class: int = 6                    # many_classes clips per class (train 60 %, val 15 %, test 25 %)
     episodes: tuple = EPISODES
     steps: int = 100
@@ -61,15 +64,19 @@ def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:
 
 def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path) -> dict:
     "The demo's one training run, as an `afl train` config."
-    model = ModelSection(preset=cfg.preset, mode="pretrain", train_new_tokens=False, overrides=dict(
+    train_audios = max(e.get("k", [1, 1])[1] * (e.get("ways", [1, 1])[1] if e["select"] == "balanced" else 1)
+                       for e in cfg.episodes)
+    eval_audios = max(max(ks) * (cfg.ways if select == "balanced" else 1) for select, ks in cfg.shots.items())
+    model = ModelSection(preset=cfg.preset, mode=cfg.mode, train_new_tokens=False, lora_from_layer=cfg.xattn_from,
+                         overrides=dict(
         encoder=cfg.encoder, encoder_kwargs=dict(window_s=cfg.window_s, hop_s=cfg.hop_s), max_windows=cfg.max_windows,
         media_attention=cfg.media_attention, xattn_every=cfg.xattn_every, xattn_from=cfg.xattn_from, max_tokens=384,
-        max_audios=1 + max(max(ks) * (cfg.ways if select == "balanced" else 1) for select, ks in cfg.shots.items())))
+        max_audios=1 + max(train_audios, eval_audios)))
     fewshot = dict(manifest=str(data["heldout"]), every=cfg.fewshot_every, ways=cfg.ways, k=1, limit=30, split="val")
     return dict(out=str(out / "train"), model=model,
-                optim=OptimSection(lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), weight_decay=0.0),
+                optim=OptimSection(lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), weight_decay=0.0, gate_lr=cfg.gate_lr),
                 trainer=TrainerSection(max_steps=cfg.steps, precision=cfg.precision, log_every_n_steps=5,
-                                       checkpoint_every_n_steps=max(1, cfg.steps // 4)),
+                                       checkpoint_every_n_steps=max(1, cfg.steps // 4), limit_val_batches=4),
                 data=DataSection(train={str(data["train"]): 1.0}, cache=str(cache), batch_size=cfg.batch_size,
                                  episodes=[dict(e) for e in cfg.episodes], task_prefix=1.0,
                                  fewshot_val=fewshot if cfg.fewshot_every else {}))

@@ -47,6 +47,8 @@ class FlamingoConfig:
     max_windows: int = 16                 # 16 windows cover 33.25 s
     max_audios: int = 8                   # 7 retrieved shots + the query
     media_attention: str = "cumulative"   # AF1: text sees every audio so far; "immediate" (Flamingo): only the latest
+    attn_gate_init: float = 0.0           # AF1: 0, so the untrained model is the LM; with 0 the attention weights get
+                                          # no gradient until the gate moves, which a few hundred CPU steps barely allow
                                           # (named so as not to clash with the media_mask tensor of window validity)
     max_tokens: int = 512                 # AF1 truncates sequences at 512 tokens
     dtype: str = "float32"                # "bfloat16" on GPUs
@@ -206,6 +208,7 @@ class Flamingo(nn.Module):
             if i >= config.xattn_from and (i + 1) % config.xattn_every == 0:
                 block = GatedCrossAttentionBlock(dim, config.media_dim, config.xattn_heads, config.xattn_dim_head,
                                                  config.xattn_ff_mult)
+                with torch.no_grad(): block.alpha_attn.fill_(config.attn_gate_init)   # 0 (AF1): the plain LM at init
                 layers[i] = XAttnDecoderLayer(block, layers[i], self.media_state)
         dtype = next(lm.parameters()).dtype
         self.audio_layers.to(dtype)

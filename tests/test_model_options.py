@@ -1,3 +1,4 @@
+import pytest
 "Options added for CPU-sized fine-tunes: blocks only in the upper layers, new token rows with a known role, frozen new rows."
 import torch
 from audioflamingo_lab.flamingo import build_model
@@ -44,3 +45,9 @@ def test_small_preset_new_rows_copy_smollm2_roles():
     m = build_model("small", encoder=None)
     emb, ids = m.lm.get_input_embeddings().weight, m.token_ids
     assert ids["eoc"] >= 49152 and torch.equal(emb[ids["eoc"]], emb[ids["eos"]])
+
+def test_attn_gate_init_opens_only_the_attention_gates():
+    from audioflamingo_lab.flamingo import build_model
+    model = build_model("tiny", encoder=None, attn_gate_init=0.5)
+    assert all(g["attn"] == pytest.approx(torch.tanh(torch.tensor(0.5)).item()) and g["ff"] == 0 for g in model.gate_values())
+    assert all(g["attn"] == 0 for g in build_model("tiny", encoder=None).gate_values())   # AF1's default: closed
