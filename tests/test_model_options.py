@@ -1,5 +1,5 @@
-import pytest
 "Options added for CPU-sized fine-tunes: blocks only in the upper layers, new token rows with a known role, frozen new rows."
+import pytest
 import torch
 from audioflamingo_lab.flamingo import build_model
 from audioflamingo_lab.training import configure_trainable, save_checkpoint, load_checkpoint, group_counts
