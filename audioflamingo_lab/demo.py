@@ -17,7 +17,7 @@ __all__ = ['EPISODES', 'QUICK', 'OURS', 'DemoConfig', 'build_data', 'train_confi
 
 # %% ../nbs/16_demo.ipynb #884d7393
 EPISODES = (dict(select="plain", weight=0.2),                                  # seen classes, no shots
-            dict(select="balanced", weight=0.5, k=[1, 3], ways=[2, 5], relabel=0.9),   # k shots of each class
+            dict(select="balanced", weight=0.5, k=[1, 2], ways=[2, 5], relabel=0.9),   # k shots of each class
             dict(select="rag", weight=0.3, k=[1, 4], relabel=0.7))           # AF1's retrieved episodes
 
 @dataclass
@@ -48,7 +48,7 @@ class DemoConfig:
     fewshot_every: int = 25                 # val few-shot accuracy every N steps (0: off)
     seed: int = 0
 
-QUICK = dict(n_per_class=4, steps=4, batch_size=2, shots={"rag": [0, 4], "balanced": [1]}, seen_limit=12,
+QUICK = dict(n_per_class=4, steps=4, batch_size=2, episodes=(EPISODES[0], {**EPISODES[1], "k": [1, 1]}, EPISODES[2]), shots={"rag": [0, 4], "balanced": [1]}, seen_limit=12,
              fewshot_every=2, controls_at=(("balanced", 1),))
 
 # %% ../nbs/16_demo.ipynb #84c470b8
