@@ -276,7 +276,7 @@ def _controls(episodes, controls, pool, rng, k) -> dict[str, list[Episode]]:
     out = {}
     if "no-query-audio" in controls: out["no-query-audio"] = [without_query_audio(ep, pool, rng) for ep in episodes]
     if "gates-off" in controls: out["gates-off"] = episodes
-    if "shuffled-shot-audio" in controls and k > 1: out["shuffled-shot-audio"] = [shuffled_shot_audio(ep, rng) for ep in episodes]
+    if "shuffled-shot-audio" in controls and max(len(ep.shots) for ep in episodes) > 1: out["shuffled-shot-audio"] = [shuffled_shot_audio(ep, rng) for ep in episodes]
     return out
 
 # %% ../nbs/12b_fewshot.ipynb #cfa231a8
