@@ -28,11 +28,11 @@ class DemoConfig:
     window_s: float = 2.5                   # the clips are 1-5 s: short windows avoid encoding padding
     hop_s: float = 1.25
     max_windows: int = 4
-    media_attention: str = "immediate"      # chosen on val (see the README's runs table); AF1 is "cumulative"
+    media_attention: str = "immediate"      # not yet compared with AF1's "cumulative" on a full run (see README)
     xattn_every: int = 2                    # a gated block before every 2nd layer ...
     xattn_from: int = 22                    # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
-    mode: str = "lora"                      # LM frozen, LoRA on its attention from xattn_from up: its heads learn to
-                                            # match a query's audio with a shot's (the LM alone only copies text)
+    mode: str = "lora"                      # LM frozen, LoRA on its attention from xattn_from up, so its heads *can*
+                                            # learn to match audio (runs so far did not: README, icl_experiments.json)
     gate_lr: float = 0.02                   # a gate moves ~gate_lr per step: 100 steps can open it fully
     n_per_class: int = 6                    # many_classes clips per class (train 60 %, val 15 %, test 25 %)
     episodes: tuple = EPISODES
