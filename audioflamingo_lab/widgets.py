@@ -326,7 +326,7 @@ class NeighbourShots(ShotSelector):
     def __init__(self, hits, order: str = "similarity"):
         super().__init__(len(hits), order)
         self.hits = list(hits)
-    def candidates(self, queries, k): return [[(h.item, h.score) for h in self.hits[:k]] for _ in queries]
+    def candidates(self, queries, k, draw=0): return [[(h.item, h.score) for h in self.hits[:k]] for _ in queries]
 
 def clip_media(item: Item, seconds: float = 10.0, sample_rate: int = 16000) -> tuple[bytes, bytes]:
     "(spectrogram thumbnail PNG, WAV bytes) of the first `seconds` of an item's audio."
