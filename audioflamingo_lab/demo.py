@@ -46,10 +46,12 @@ class DemoConfig:
     eval_split: str = "test"                # settings were chosen on "val"; test is read once per run
     seen_limit: int = 150                   # seen-class test clips for the zero-shot check
     fewshot_every: int = 25                 # val few-shot accuracy every N steps (0: off)
+    eval_seeds: tuple = (0, 1, 2)           # shot draws per row: rows give mean and spread over them
     seed: int = 0
 
-QUICK = dict(n_per_class=4, steps=4, batch_size=2, episodes=(EPISODES[0], {**EPISODES[1], "k": [1, 1]}, EPISODES[2]), shots={"rag": [0, 4], "balanced": [1]}, seen_limit=12,
-             fewshot_every=2, controls_at=(("balanced", 1),))
+QUICK = dict(eval_seeds=(0,), n_per_class=4, steps=4, batch_size=2, seen_limit=12, fewshot_every=2,
+             episodes=(EPISODES[0], {**EPISODES[1], "k": [1, 1]}, EPISODES[2]),
+             shots={"rag": [0, 4], "balanced": [1]}, controls_at=(("balanced", 1),))
 
 # %% ../nbs/16_demo.ipynb #84c470b8
 def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:
@@ -110,7 +112,7 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
     common = dict(cache=store, batch_size=8, max_new_tokens=12, checkpoint=str(ckpt), overwrite=True, max_tokens=384)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision.startswith("bf16") and not torch.cuda.is_available()):
         heldout = evaluate(model, data["heldout"], shots=cfg.shots, select=list(cfg.shots), split=cfg.eval_split,
-                           index=index, ways=cfg.ways, seeds=[cfg.seed], controls=CONTROLS, control_at=cfg.controls_at,
+                           index=index, ways=cfg.ways, seeds=list(cfg.eval_seeds), controls=CONTROLS, control_at=cfg.controls_at,
                            out=out / "eval", **common)
         seen = evaluate(model, seen_sample(data["train"], cfg.seen_limit, cfg.seed), shots=[0], select=[], split="test",
                         out=out / "eval-seen", **common)
