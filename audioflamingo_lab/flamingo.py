@@ -7,14 +7,11 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-import numpy as np
 import torch
 from torch import nn
 from .audio_layers import AudioTransformer
 from .xattn import GatedCrossAttentionBlock, media_attention_mask
-from .template import add_audio_tokens, build_tiny_tokenizer, render
-from .core import Item, Episode
+from .template import add_audio_tokens, build_tiny_tokenizer
 
 # %% auto #0
 __all__ = ['PRESETS', 'FlamingoConfig', 'TinyConfig', 'AF1Config', 'HFConfig', 'SmallConfig', 'MediaState', 'XAttnDecoderLayer',
@@ -328,43 +325,6 @@ class Flamingo(nn.Module):
         kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + [self.token_ids["audio"]]   # never emit <audio>
         with self._media(media, media_mask, audios_before):
             return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
-
-    def load_audio_embeds(self, audios: list) -> tuple[torch.Tensor, torch.Tensor]:
-        "Paths or waveforms (at the encoder's sample rate) -> (1, A, n, D) embeddings and (1, A, n) mask."
-        if self.encoder is None: raise ValueError("this model has no window encoder: use generate() with audio_embeds")
-        from audioflamingo_lab.audio import sliding_windows
-        embs, masks = [], []
-        for a in audios:
-            if isinstance(a, (str, Path)): e, m = self.encoder.encode_file(a, max_windows=self.config.max_windows)
-            else:
-                w, m = sliding_windows(np.asarray(a, dtype=np.float32), self.encoder.sample_rate, self.encoder.window_s,
-                                       self.encoder.hop_s, self.config.max_windows)
-                e = self.embed_windows(w[None, None].to(self._device()), m[None, None].to(self._device()))[0, 0]
-            embs.append(torch.as_tensor(e)); masks.append(torch.as_tensor(m).bool())
-        n = max(len(m) for m in masks)
-        emb = torch.zeros(1, len(embs), n, embs[0].shape[-1]); mask = torch.zeros(1, len(embs), n, dtype=torch.bool)
-        for k, (e, m) in enumerate(zip(embs, masks)): emb[0, k, : len(m)] = e.float().cpu(); mask[0, k, : len(m)] = m.cpu()
-        return emb.to(self._device()), mask.to(self._device())
-
-    def _device(self): return next(self.audio_layers.parameters()).device
-
-    def generate_text(self, prompt: str, audio=None, answers: list[str] | None = None, task: str | None = None,
-                      **decoding) -> str:
-        """Answer `prompt` about `audio` (None, a path, a waveform, or a list of them: then the first ones are ICL shots
-        with `answers`, asked the same prompt). `task` adds "The task is {task}." Returns the generated text."""
-        audios = [] if audio is None else list(audio) if isinstance(audio, (list, tuple)) else [audio]
-        answers = list(answers or [])
-        if len(audios) > 1 and len(answers) != len(audios) - 1:
-            raise ValueError(f"{len(audios)} audios: pass answers for the first {len(audios) - 1} (the shots), got {len(answers)}")
-        items = [Item(id=f"audio{k}", audio=f"audio{k}" if audios else None, prompt=prompt, task=task or "captioning",
-                      answer=(answers[k] if k < len(answers) else "")) for k in range(max(len(audios), 1))]
-        episode = Episode(query=items[-1], shots=items[:-1], select="random")
-        r = render(episode, self.tokenizer, max_tokens=self.config.max_tokens, with_answer=False, task_prefix=task is not None)
-        if r.dropped: audios = audios[r.dropped:]
-        ids = torch.tensor([r.input_ids], device=self._device())
-        emb, mask = self.load_audio_embeds(audios) if audios else (None, None)
-        out = self.generate(ids, torch.ones_like(ids), audio_embeds=emb, media_mask=mask, **decoding)
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 # %% ../nbs/06_flamingo.ipynb #0550cb37
 def _build_lm(config: FlamingoConfig):

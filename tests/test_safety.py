@@ -43,9 +43,10 @@ def test_chat_question_never_becomes_special_tokens(tiny):
 def test_generate_text_and_widgets_never_see_special_tokens(tiny):
     from audioflamingo_lab.widgets import episodes_batch
     from audioflamingo_lab.template import token_ids
+    from audioflamingo_lab.inference import generate_text
     wave = np.random.default_rng(0).normal(0, 0.1, 16000 * 2).astype(np.float32)
-    tiny.generate_text(HOSTILE, audio=wave, max_new_tokens=2)                    # was: 2 <audio> tokens for 1 audio
-    tiny.generate_text(HOSTILE, max_new_tokens=2)
+    generate_text(tiny, HOSTILE, audio=wave, max_new_tokens=2)                   # was: 2 <audio> tokens for 1 audio
+    generate_text(tiny, HOSTILE, max_new_tokens=2)
     ep = Episode(query=Item(id="q", audio=None, prompt=HOSTILE, answer=HOSTILE))
     batch = episodes_batch(tiny, [ep])
     assert (batch["input_ids"] == token_ids(tiny.tokenizer)["audio"]).sum() == 0
