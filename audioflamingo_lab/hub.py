@@ -93,7 +93,7 @@ def save_lora_adapter(model, folder) -> Path:
     to_plain, folder = _wrapper_prefixes(model), Path(folder)
     config = copy.deepcopy(lora_config(model))
     config.target_modules = sorted(_rename(t, to_plain) for t in config.target_modules)
-    config.base_model_name_or_path, config.task_type, config.inference_mode = model.config.lm, "CAUSAL_LM", True
+    config.base_model_name_or_path, config.task_type, config.inference_mode = model.config.lm_name, "CAUSAL_LM", True
     state = {"base_model.model." + _rename(k, to_plain): v.detach().contiguous().cpu()
              for k, v in get_peft_model_state_dict(model.lm).items()}
     folder.mkdir(parents=True, exist_ok=True)

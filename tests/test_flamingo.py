@@ -5,7 +5,7 @@ from audioflamingo_lab.flamingo import FlamingoConfig, Flamingo, _build_lm, buil
 from audioflamingo_lab.template import token_ids
 from audioflamingo_lab.inference import generate_text
 
-SMALL = dict(xattn_heads=2, xattn_dim_head=16, xattn_ff_mult=2, media_dim=32, audio_layers=1, audio_heads=2,
+SMALL = dict(xattn_heads=2, xattn_dim_head=16, xattn_ff_mult=2, media_dim=32, audio_depth=1, audio_heads=2,
              audio_ffn=64, encoder=None, encoder_dim=24, max_windows=4, max_audios=8)
 LMS = {
     "llama": dict(model_type="llama", vocab_size=None, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
