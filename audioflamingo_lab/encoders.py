@@ -18,8 +18,8 @@ from .audio import load_audio, load_windows, sliding_windows
 
 # %% auto #0
 __all__ = ['ENCODERS', 'AUDIO_PREFIXES', 'weights_digest', 'WindowEncoder', 'register_encoder', 'available_encoders',
-           'build_encoder', 'LogMel', 'MelConvConfig', 'MelConvEncoder', 'htsat_model_config', 'ClapHTSATConfig',
-           'ClapHTSATEncoder', 'EmbeddingCache']
+           'encoder_factory', 'build_encoder', 'LogMel', 'MelConvConfig', 'MelConvEncoder', 'htsat_model_config',
+           'ClapHTSATConfig', 'ClapHTSATEncoder', 'EmbeddingCache']
 
 # %% ../nbs/02_encoders.ipynb #a1a961da
 def weights_digest(module: nn.Module) -> str:
@@ -73,7 +73,12 @@ class WindowEncoder(nn.Module):
         return emb, mask
 
 # %% ../nbs/02_encoders.ipynb #7364a99a
-ENCODERS: dict[str, Callable[..., WindowEncoder]] = {}
+ENCODERS: dict[str, str | Callable[..., WindowEncoder]] = {      # name -> "module:factory" (lazy) or a factory
+    "mel": "audioflamingo_lab.encoders:MelConvEncoder",
+    "clap-htsat": "audioflamingo_lab.encoders:ClapHTSATEncoder",
+    "aisfx": "audioflamingo_lab.pretrained:AisfxEncoder",
+    "whisper-tiny": "audioflamingo_lab.pretrained:WhisperTinyEncoder",
+}
 
 def register_encoder(name: str):
     "Decorator: make a `WindowEncoder` class or factory buildable as `build_encoder(name, **kwargs)`."
@@ -82,17 +87,23 @@ def register_encoder(name: str):
         return factory
     return deco
 
+# %% ../nbs/02_encoders.ipynb #acb07885
 def available_encoders() -> list[str]:
-    "Registered names, after trying to import the optional pretrained encoders."
-    try: importlib.import_module("audioflamingo_lab.pretrained")
-    except ImportError: pass
+    "Every encoder name: the built-in table and those registered at run time (nothing is imported)."
     return sorted(ENCODERS)
+
+def encoder_factory(name: str) -> Callable[..., WindowEncoder]:
+    "The class or factory behind `name`, its module imported on first use."
+    if name not in ENCODERS: raise KeyError(f"unknown encoder {name!r}; registered: {sorted(ENCODERS)}")
+    factory = ENCODERS[name]
+    if isinstance(factory, str):
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory
 
 def build_encoder(name: str, **kwargs) -> WindowEncoder:
     "Build a registered encoder by name."
-    if name not in ENCODERS: available_encoders()
-    if name not in ENCODERS: raise KeyError(f"unknown encoder {name!r}; registered: {sorted(ENCODERS)}")
-    return ENCODERS[name](**kwargs)
+    return encoder_factory(name)(**kwargs)
 
 # %% ../nbs/02_encoders.ipynb #28fee9d0
 class LogMel(nn.Module):
@@ -128,7 +139,6 @@ class MelConvConfig:
     window_s: float = 7.0
     hop_s: float = 1.75
 
-@register_encoder("mel")
 class MelConvEncoder(WindowEncoder):
     "Log-mel + 1-D conv stack + mean over time: a fast CPU window encoder, `(B, n, W)` -> `(B, n, dim)`."
     def __init__(self, config: MelConvConfig | None = None, frozen: bool = True, checkpoint=None, **overrides):
@@ -212,7 +222,6 @@ def _read_checkpoint(path) -> dict:
     if not isinstance(state, dict): raise ValueError(f"{path}: expected a dict of tensors (optionally under 'state_dict')")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
-@register_encoder("clap-htsat")
 class ClapHTSATEncoder(WindowEncoder):
     "LAION-CLAP HTSAT audio tower (+ projection) on 7 s windows at 48 kHz -> 512-d (projection) or 768-d (pooled)."
     def __init__(self, config: ClapHTSATConfig | None = None, frozen: bool = True, **overrides):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .encoders import WindowEncoder, register_encoder
+from .encoders import WindowEncoder
 
 # %% auto #0
 __all__ = ['WEIGHT_FILES', 'INSTALL_HINT', 'SMOLLM2_CACHE_NAME', 'SENTENCES', 'VOICES', 'INSTRUMENTS', 'CT2_DTYPES',
@@ -213,7 +213,6 @@ def load_aisfx_net(path=None) -> AisfxNet:
     return net.eval()
 
 # %% ../nbs/13_pretrained.ipynb #229a942a
-@register_encoder("aisfx")
 class AisfxEncoder(WindowEncoder):
     "aiSFX sound-effects CNN as a window encoder: `(B, n, W)` at 44.1 kHz -> `(B, n, 512)`, mean over 2.3 s blocks."
     def __init__(self, window_s: float = 7.0, hop_s: float = 1.75, checkpoint=None, config: AisfxConfig | None = None):
@@ -419,7 +418,6 @@ def load_whisper(path=None):
     return model.eval(), Tokenizer.from_file(str(path.parent / "tokenizer.json"))
 
 # %% ../nbs/13_pretrained.ipynb #47080418
-@register_encoder("whisper-tiny")
 class WhisperTinyEncoder(WindowEncoder):
     "Whisper tiny.en encoder as a window encoder: `(B, n, W)` at 16 kHz -> `(B, n, 384)`, mean of each window's frames."
     chunk_s: float = 30.0       # Whisper's fixed input length
