@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 from .template import render_chat
+from .inference import audio_embeds, model_device
 
 # %% auto #0
 __all__ = ['QuestionTooLong', 'shared_prefix', 'ChatSession']
@@ -35,7 +36,7 @@ class ChatSession:
         self.turns: list[dict] = []
         self.audio_embeds = self.media_mask = None
         if audio is not None:            # the media cache: window embeddings computed once for all turns
-            self.audio_embeds, self.media_mask = model.load_audio_embeds([audio])
+            self.audio_embeds, self.media_mask = audio_embeds(model, [audio])
         self.reset()
 
     def prompt(self, user: str):
@@ -59,7 +60,7 @@ class ChatSession:
         "One turn: the model's answer, which joins the transcript. The generate output is kept in `last_output`."
         if not user.strip(): raise ValueError("empty question")
         r = self.prompt(user)
-        ids = torch.tensor([r.input_ids], device=self.model._device())
+        ids = torch.tensor([r.input_ids], device=model_device(self.model))
         cache_kwargs = self._continue_cache(r.input_ids) if self.reuse_cache else {}
         out = self.model.generate(ids, torch.ones_like(ids), audio_embeds=self.audio_embeds, media_mask=self.media_mask,
                                   **self.decoding, **cache_kwargs)

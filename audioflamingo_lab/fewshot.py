@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from .core import Item, Episode, stable_seed
-from .template import render, token_ids, SEP, EOC
+from .template import token_ids, SEP, EOC
 from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
-from .datamodule import collate, load_media
+from .inference import AudioFlamingoProcessor
 from .evaluation import (MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions,
                                           wilson_interval, normalize_answer)
 
@@ -33,15 +33,6 @@ def extract_answer(text: str, tokenizer=None) -> str:
     return text.strip()
 
 # %% ../nbs/12b_fewshot.ipynb #069e5507
-def _batch(episodes, tokenizer, cache, encoder, max_tokens):
-    samples, rendered = [], []
-    for ep in episodes:
-        r = render(ep, tokenizer, max_tokens, with_answer=False)
-        samples.append({"rendered": r, "media": [load_media(it, cache, encoder) for it in r.audios],
-                        "media_key": "audio_embeds" if cache is not None else "audio"})
-        rendered.append(r)
-    return collate(samples, token_ids(tokenizer)["pad"], padding_side="left"), rendered
-
 def generate_answers(model, episodes: list[Episode], cache=None, encoder=None, batch_size: int = 8, max_tokens: int = 512,
                      desc: str = "generate", **decoding) -> tuple[list[str], list]:
     "Render episodes without answers, generate in left-padded batches, extract the answers; returns (answers, rendered)."
@@ -50,8 +41,9 @@ def generate_answers(model, episodes: list[Episode], cache=None, encoder=None, b
     device = next(params(), torch.empty(0)).device if params else torch.device("cpu")
     if hasattr(model, "eval"): model.eval()
     answers, rendered = [], []
+    processor = AudioFlamingoProcessor(model.tokenizer, encoder, max_tokens)   # prompts: no answers, left-padded
     for i in tqdm(range(0, len(episodes), batch_size), desc=desc, leave=False):
-        batch, chunk = _batch(episodes[i:i + batch_size], model.tokenizer, cache, encoder, max_tokens)
+        batch, chunk = processor.episodes(episodes[i:i + batch_size], cache, padding_side="left")
         rendered += chunk
         media = {k: batch[k].to(device) for k in ("audio_embeds", "audio", "media_mask") if k in batch}
         prompt = batch["input_ids"]

@@ -149,7 +149,7 @@ def lr_lambda(step: int, warmup_steps: int, schedule: str = "constant", max_step
 # %% ../nbs/07_training.ipynb #99c6b2a2
 # sane bounds for every size a checkpoint's config may ask for: a tampered number is refused before anything is allocated
 SIZE_BOUNDS = {"xattn_every": (1, 1024), "xattn_from": (0, 1024), "xattn_heads": (1, 256), "xattn_dim_head": (1, 1024),
-               "xattn_ff_mult": (1, 16), "media_dim": (1, 16384), "audio_layers": (0, 64), "audio_heads": (1, 256),
+               "xattn_ff_mult": (1, 16), "media_dim": (1, 16384), "audio_depth": (0, 64), "audio_heads": (1, 256),
                "audio_ffn": (1, 65536), "encoder_dim": (1, 16384), "max_windows": (1, 1024), "max_audios": (1, 256),
                "max_tokens": (1, 131072)}
 LM_BOUNDS = {"vocab_size": (1, 1_000_000), "hidden_size": (1, 16384), "num_hidden_layers": (1, 256),
@@ -178,10 +178,10 @@ def check_config(config: dict, where: str = "config") -> dict:
     lm_config = config.get("lm_config") or {}
     if not isinstance(lm_config, dict): raise ValueError(f"{where}: config field lm_config must be an object")
     for k, (lo, hi) in LM_BOUNDS.items(): _bounded(where, f"lm_config.{k}", lm_config.get(k), lo, hi)
-    if config.get("lm") is None and lm_config and _lm_params(lm_config) > MAX_PARAMS:
+    if config.get("lm_name") is None and lm_config and _lm_params(lm_config) > MAX_PARAMS:
         raise ValueError(f"{where}: config field lm_config asks for a ~{_lm_params(lm_config) / 1e9:.0f} B-parameter LM "
                          f"(limit {MAX_PARAMS / 1e9:.0f} B)")
-    for field in ("lm", "tokenizer"): check_source(config.get(field), f"{where}: config field {field}")
+    for field in ("lm_name", "tokenizer"): check_source(config.get(field), f"{where}: config field {field}")
     return config
 
 # %% ../nbs/07_training.ipynb #a8d84ab8
@@ -213,11 +213,11 @@ def _model_config(model) -> dict:
 
 def _build(config: dict | str):
     "The model a config (a plain dict, as stored in checkpoints) or a preset name describes."
-    return _flamingo.build_model(config if isinstance(config, str) else _flamingo.FlamingoConfig(**config))
+    return _flamingo.build_model(config if isinstance(config, str) else _flamingo.FlamingoConfig(**_flamingo.renamed_fields(config)))
 
 def _rebuildable(config: dict) -> bool:
     "True when build_model(config) restores the frozen LM (pretrained weights); a random-init LM must be saved."
-    return config.get("lm") is not None
+    return config.get("lm_name") is not None
 
 def _encoder_key(model) -> str:
     enc = getattr(model, "encoder", None)
@@ -289,7 +289,7 @@ def checkpoint_info(path) -> dict:
         with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
     except Exception as e: raise ValueError(f"{path}: not a safetensors file ({e})") from None
     if meta.get("format") != FORMAT: raise ValueError(f"{path}: not an audioflamingo-lab checkpoint (format={meta.get('format')!r})")
-    info = {"config": _meta_json(path, meta, "config", dict), "trainable": _meta_json(path, meta, "trainable", dict),
+    info = {"config": _flamingo.renamed_fields(_meta_json(path, meta, "config", dict), f"{path}: metadata"), "trainable": _meta_json(path, meta, "trainable", dict),
             "full": meta.get("full") == "1", "encoder_key": meta.get("encoder_key", ""),
             "extra": _meta_json(path, meta, "extra", dict), "keys": keys, "only": meta.get("only", ""),
             "sha256": meta.get("sha256", ""), "lm_fingerprint": meta.get("lm_fingerprint", "")}
@@ -331,7 +331,7 @@ def load_checkpoint(path, map_location="cpu"):
     if info["sha256"] and tensors_hash(tensors) != info["sha256"]:
         raise ValueError(f"{path}: the tensors do not match the checkpoint's content hash (corrupted file?)")
     if info["lm_fingerprint"] and lm_fingerprint(model, got) != info["lm_fingerprint"]:
-        raise ValueError(f"{path}: trained on the LM {info['config'].get('lm')!r} (fingerprint {info['lm_fingerprint']}), "
+        raise ValueError(f"{path}: trained on the LM {info['config'].get('lm_name')!r} (fingerprint {info['lm_fingerprint']}), "
                          f"but the LM built from that name now differs (fingerprint {lm_fingerprint(model, got)}); refusing "
                          "to mix these weights with another LM")
     state = dict(model.named_parameters()) | dict(model.named_buffers())

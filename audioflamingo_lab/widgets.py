@@ -184,14 +184,9 @@ def token_labels(tokenizer, ids) -> list[str]:
 
 def episodes_batch(model, episodes: list[Episode], cache=None, encoder=None, max_tokens: int = 512) -> dict:
     "A right-padded training batch (DESIGN.md) of rendered episodes with their media: what the model is trained on."
-    from audioflamingo_lab.datamodule import collate, load_media
-    from audioflamingo_lab.template import render, token_ids
-    samples = []
-    for ep in episodes:
-        r = render(ep, model.tokenizer, max_tokens, with_answer=True)
-        samples.append({"rendered": r, "media": [load_media(it, cache, encoder, model.config.max_windows) for it in r.audios],
-                        "media_key": "audio_embeds" if cache is not None else "audio"})
-    return collate(samples, token_ids(model.tokenizer)["pad"])
+    from audioflamingo_lab.inference import AudioFlamingoProcessor
+    processor = AudioFlamingoProcessor(model.tokenizer, encoder, max_tokens, model.config.max_windows)
+    return processor.episodes(episodes, cache, with_answer=True)[0]
 
 # %% ../nbs/17_widgets.ipynb #45c0f60f
 class AttentionExplorer(_Shown):

@@ -22,13 +22,13 @@ from torch import nn
 PEAK = 790e12
 
 def build(args, windows, mode, variant):
-    from audioflamingo_lab.flamingo import build_model, AF1Config, SmallConfig
+    from audioflamingo_lab.flamingo import build_model, FlamingoConfig
     from audioflamingo_lab.training import configure_trainable, optimizer_groups
     if args.shape == "small":   # the small preset's shape (SmolLM2-135M dims, random weights: no hub, no weight package needed)
-        cfg = SmallConfig(lm=None, encoder=None, encoder_dim=512, max_windows=windows, lm_config=dict(
+        cfg = FlamingoConfig.from_name("small", lm_name=None, encoder=None, encoder_dim=512, max_windows=windows, lm_config=dict(
             model_type="llama", vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
             num_key_value_heads=3, intermediate_size=1536, max_position_embeddings=8192, tie_word_embeddings=True))
-    else: cfg = AF1Config(encoder=None, max_windows=windows)
+    else: cfg = FlamingoConfig.from_name("af1", encoder=None, max_windows=windows)
     if args.layers: cfg.lm_config = {**cfg.lm_config, "num_hidden_layers": args.layers}
     try:                      # initialise straight on the device (seconds instead of a minute of CPU init)
         with torch.device(args.device): model = build_model(cfg)

@@ -86,10 +86,11 @@ def generation_part(args, clip) -> dict:
     "The small preset answering one question about the clip: 128 new tokens with the KV cache and without."
     from audioflamingo_lab.core import Episode, Item
     from audioflamingo_lab.template import render
+    from audioflamingo_lab.inference import audio_embeds
     model = build(args.gen_preset)
     query = Episode(Item(id="q", audio="q", prompt="describe the sound at length."))
     ids = torch.tensor([render(query, model.tokenizer, with_answer=False, task_prefix=False).input_ids])
-    emb, mask = model.load_audio_embeds([clip])
+    emb, mask = audio_embeds(model, [clip])
     kw = dict(audio_embeds=emb, media_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
               do_sample=False)
     model.generate(ids, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})      # warm-up

@@ -19,8 +19,9 @@ from torch import nn
 PEAK = 790e12
 
 def build(args, windows):
-    from audioflamingo_lab.flamingo import build_model, AF1Config
-    cfg = AF1Config(encoder=None, max_windows=windows, dtype={"bf16": "bfloat16", "fp32": "float32"}[args.dtype])
+    from audioflamingo_lab.flamingo import build_model, FlamingoConfig
+    dtype = {"bf16": "bfloat16", "fp32": "float32"}[args.dtype]
+    cfg = FlamingoConfig.from_name("af1", encoder=None, max_windows=windows, dtype=dtype)
     cfg.lm_config = {**cfg.lm_config, "num_hidden_layers": args.layers}
     return build_model(cfg).to(args.device)
 

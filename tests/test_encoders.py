@@ -2,7 +2,7 @@ import multiprocessing as mp, os, warnings
 import numpy as np, pytest, soundfile as sf, torch
 import torch.nn.functional as F
 from audioflamingo_lab.encoders import (ENCODERS, EmbeddingCache, MelConvEncoder, WindowEncoder, ClapHTSATEncoder,
-                                        build_encoder, register_encoder, LogMel, weights_digest)
+                                        build_encoder, encoder_factory, register_encoder, LogMel, weights_digest)
 from audioflamingo_lab.audio import num_windows
 from audioflamingo_lab.core import AudioError
 
@@ -29,6 +29,25 @@ def test_registry():
         e = build_encoder("_test_const", value=2.0)
         assert e(torch.zeros(2, 5, 10)).shape == (2, 5, 3) and e.value == 2.0
     finally: ENCODERS.pop("_test_const")
+
+def test_registry_is_a_lazy_table_without_an_import_cycle():
+    "encoders never imports pretrained (which imports encoders): listing names imports nothing, building imports once."
+    import ast, subprocess, sys
+    from pathlib import Path
+    import audioflamingo_lab.encoders as encoders_module
+    tree = ast.parse(Path(encoders_module.__file__).read_text())
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+               {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any("pretrained" in name for name in imported)
+    code = ("import sys; from audioflamingo_lab.encoders import available_encoders, encoder_factory\n"
+            "names = available_encoders()\n"
+            "assert {'aisfx', 'whisper-tiny', 'mel'} <= set(names) and 'audioflamingo_lab.pretrained' not in sys.modules\n"
+            "from audioflamingo_lab import pretrained\n"
+            "assert encoder_factory('aisfx') is pretrained.AisfxEncoder\n"
+            "assert encoder_factory('whisper-tiny') is pretrained.WhisperTinyEncoder\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert encoder_factory("mel") is MelConvEncoder and encoder_factory("clap-htsat") is ClapHTSATEncoder
 
 def test_mel_encoder_shapes_and_independence(mel):
     x = torch.randn(2, 3, 7 * 16000) * 0.1

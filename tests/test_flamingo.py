@@ -1,10 +1,11 @@
 "The wrapped LM against the plain LM (gates at 0) and cached against uncached decoding (gates open)."
 import copy
 import pytest, torch
-from audioflamingo_lab.flamingo import FlamingoConfig, Flamingo, _build_lm, build_model, TinyConfig, XAttnDecoderLayer
+from audioflamingo_lab.flamingo import FlamingoConfig, Flamingo, _build_lm, build_model, XAttnDecoderLayer
 from audioflamingo_lab.template import token_ids
+from audioflamingo_lab.inference import generate_text
 
-SMALL = dict(xattn_heads=2, xattn_dim_head=16, xattn_ff_mult=2, media_dim=32, audio_layers=1, audio_heads=2,
+SMALL = dict(xattn_heads=2, xattn_dim_head=16, xattn_ff_mult=2, media_dim=32, audio_depth=1, audio_heads=2,
              audio_ffn=64, encoder=None, encoder_dim=24, max_windows=4, max_audios=8)
 LMS = {
     "llama": dict(model_type="llama", vocab_size=None, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -158,9 +159,9 @@ def test_cross_attentions_and_gradients():
 
 def test_build_model_presets_without_encoder():
     model = build_model("tiny", encoder=None)
-    assert isinstance(model.config, TinyConfig) and len(model.xattn_layers()) == 4
+    assert model.config == FlamingoConfig.from_name("tiny", encoder=None) and len(model.xattn_layers()) == 4
     assert model.lm.config._attn_implementation == "sdpa"
-    assert model.generate_text("hello", max_new_tokens=2, do_sample=False) is not None
+    assert generate_text(model, "hello", max_new_tokens=2, do_sample=False) is not None
 
 def test_immediate_rule_hides_earlier_audios_from_the_cross_attention():
     "Immediate: tokens after the last <audio> put no cross-attention on earlier audios' windows; cumulative: they do."

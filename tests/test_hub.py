@@ -6,6 +6,7 @@ from audioflamingo_lab.flamingo import build_model, _build_lm
 from audioflamingo_lab.hub import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, CONFIG_NAME, WEIGHTS_NAME,
                                    AudioFlamingoProcessor, FlamingoModel, load_lora_adapter, save_lora_adapter)
 from audioflamingo_lab.template import render
+from audioflamingo_lab.inference import audio_embeds, generate_text
 from audioflamingo_lab.training import FORMAT, configure_trainable
 from conftest import write_tone
 
@@ -19,10 +20,10 @@ def tiny(seed=0, mode="pretrain", **lora):
     return FlamingoModel.from_model(model)
 
 def inputs(model, clip):
-    "The existing path: render as generate_text does (no task given: no prefix), window embeddings from the model."
+    "The existing path: render as generate_text does (no task given: no prefix), window embeddings from audio_embeds."
     ids = render(Episode(Item(id="q", audio="q", prompt="what is it?")), model.tokenizer, with_answer=False,
                  task_prefix=False).input_ids
-    emb, mask = model.load_audio_embeds([clip])
+    emb, mask = audio_embeds(model, [clip])
     return dict(input_ids=torch.tensor([ids]), audio_embeds=emb, media_mask=mask)
 
 @torch.no_grad()
@@ -95,7 +96,7 @@ def test_processor_matches_the_existing_path(model, clip):
     assert torch.allclose(logits(model, batch), reference, atol=1e-5)
     wave = sf.read(clip, dtype="float32")[0]          # a waveform is taken as is (a file is loaded by audio.load_audio)
     from_wave = processor(text="what is it?", audio=wave, sampling_rate=16000)
-    emb, mask = model.load_audio_embeds([wave])
+    emb, mask = audio_embeds(model, [wave])
     reference = logits(model, dict(input_ids=from_wave["input_ids"], audio_embeds=emb, media_mask=mask))
     assert torch.allclose(logits(model, from_wave), reference, atol=1e-5)
 
@@ -106,7 +107,7 @@ def test_processor_batch_generates_what_generate_text_gives(model, clip):
     assert batch["media_mask"].shape[:2] == (3, 1) and not batch["media_mask"][1].any()
     out = model.generate(**batch, max_new_tokens=4, min_new_tokens=4)
     got = processor.batch_decode(out[:, batch["input_ids"].shape[1]:])
-    want = [model.generate_text(p, a, task="aqa", max_new_tokens=4, min_new_tokens=4)
+    want = [generate_text(model, p, a, task="aqa", max_new_tokens=4, min_new_tokens=4)
             for p, a in zip(prompts, [clip, None, clip])]
     assert got == want
 

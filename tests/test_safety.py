@@ -43,9 +43,10 @@ def test_chat_question_never_becomes_special_tokens(tiny):
 def test_generate_text_and_widgets_never_see_special_tokens(tiny):
     from audioflamingo_lab.widgets import episodes_batch
     from audioflamingo_lab.template import token_ids
+    from audioflamingo_lab.inference import generate_text
     wave = np.random.default_rng(0).normal(0, 0.1, 16000 * 2).astype(np.float32)
-    tiny.generate_text(HOSTILE, audio=wave, max_new_tokens=2)                    # was: 2 <audio> tokens for 1 audio
-    tiny.generate_text(HOSTILE, max_new_tokens=2)
+    generate_text(tiny, HOSTILE, audio=wave, max_new_tokens=2)                   # was: 2 <audio> tokens for 1 audio
+    generate_text(tiny, HOSTILE, max_new_tokens=2)
     ep = Episode(query=Item(id="q", audio=None, prompt=HOSTILE, answer=HOSTILE))
     batch = episodes_batch(tiny, [ep])
     assert (batch["input_ids"] == token_ids(tiny.tokenizer)["audio"]).sum() == 0
@@ -264,7 +265,7 @@ def test_checkpoint_naming_a_local_folder_with_code_is_refused(tmp_path, monkeyp
     (evil / "code.py").write_text(f"open({str(sentinel)!r}, 'w').write('ran')\n")
     _, path = _tiny_ckpt(tmp_path)
     monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("loading a checkpoint asked whether to run code"))
-    for field in ("tokenizer", "lm"):
+    for field in ("tokenizer", "lm_name"):
         bad = _rewrite_meta(path, tmp_path / f"{field}.safetensors", _set_config(**{field: str(evil)}))
         with pytest.raises(ValueError, match=rf"{bad}: metadata: config field {field} = .* (names a local folder|is not a preset)"):
             load_checkpoint(bad)
@@ -285,8 +286,8 @@ def test_checkpoint_naming_a_hub_repo_with_code_is_refused(tmp_path, monkeypatch
     import huggingface_hub.constants as C
     monkeypatch.setattr(C, "HF_HUB_CACHE", str(hub))
     _, path = _tiny_ckpt(tmp_path)
-    bad = _rewrite_meta(path, tmp_path / "hub.safetensors", _set_config(lm="someone/codey"))
-    with pytest.raises(ValueError, match=r"config field lm = 'someone/codey' carries custom code"): load_checkpoint(bad)
+    bad = _rewrite_meta(path, tmp_path / "hub.safetensors", _set_config(lm_name="someone/codey"))
+    with pytest.raises(ValueError, match=r"config field lm_name = 'someone/codey' carries custom code"): load_checkpoint(bad)
 
 @pytest.mark.parametrize("field,value", [("lm_config.hidden_size", 65536), ("lm_config.num_hidden_layers", 10_000),
                                          ("media_dim", 10**9), ("audio_ffn", -1), ("xattn_heads", "8"),
@@ -341,14 +342,14 @@ def test_a_different_lm_is_refused_by_name(tmp_path, monkeypatch):
     from audioflamingo_lab.flamingo import build_model
     torch.manual_seed(0)
     model = training.configure_trainable(build_model("tiny", encoder=None), "pretrain")
-    model.config = dataclasses.replace(model.config, lm="someone/the-lm")   # as if it came from the hub
+    model.config = dataclasses.replace(model.config, lm_name="someone/the-lm")   # as if it came from the hub
     path = training.save_checkpoint(model, tmp_path / "rebuilt.safetensors")
     assert not training.checkpoint_info(path)["full"] and training.checkpoint_info(path)["lm_fingerprint"]
     def rebuild(seed):
         def build(config):
             torch.manual_seed(seed)
             m = build_model("tiny", encoder=None)
-            m.config = dataclasses.replace(m.config, lm="someone/the-lm")
+            m.config = dataclasses.replace(m.config, lm_name="someone/the-lm")
             return m
         return build
     monkeypatch.setattr(training, "_build", rebuild(0))
