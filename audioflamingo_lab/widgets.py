@@ -13,12 +13,13 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 from .core import Item, Episode
 from .fewshot import FewShotReport
+from .checkpoint import checkpoint_gates, checkpoint_step, find_checkpoints
 
 # %% auto #0
-__all__ = ['ALL_CLASSES', 'HTML_MANAGER', 'TinyRun', 'tiny_trained_run', 'figure_png', 'checkpoint_gates', 'checkpoint_step',
-           'find_checkpoints', 'GateInspector', 'window_labels', 'token_labels', 'episodes_batch', 'AttentionExplorer',
-           'NeighbourShots', 'clip_media', 'RetrievalBrowser', 'fewshot_curves', 'class_curves', 'FewShotExplorer',
-           'embed_js', 'embed_js_inline', 'export_html', 'demo_run']
+__all__ = ['ALL_CLASSES', 'HTML_MANAGER', 'TinyRun', 'tiny_trained_run', 'figure_png', 'GateInspector', 'window_labels',
+           'token_labels', 'episodes_batch', 'AttentionExplorer', 'NeighbourShots', 'clip_media', 'RetrievalBrowser',
+           'fewshot_curves', 'class_curves', 'FewShotExplorer', 'embed_js', 'embed_js_inline', 'export_html',
+           'demo_run']
 
 # %% ../nbs/17_widgets.ipynb #9b4c1ffb
 @dataclass
@@ -32,50 +33,48 @@ class TinyRun:
     episodes: list[Episode]        # val queries with retrieved shots
     folder: Path
 
-def _batches(episodes, tokenizer, cache, batch_size, seed):
-    "Endless shuffled training batches of rendered episodes with cached window embeddings."
+def _episode_loader(episodes, tokenizer, cache, batch_size: int, seed: int):
+    "Shuffled training batches (full ones only) of rendered episodes with cached window embeddings."
+    from functools import partial
     from audioflamingo_lab.datamodule import EpisodeDataset, collate
     from audioflamingo_lab.template import token_ids
-    ds, pad = EpisodeDataset(episodes, tokenizer, cache=cache), token_ids(tokenizer)["pad"]
-    g = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(ds), generator=g).tolist()
-        for i in range(0, len(order) - batch_size + 1, batch_size): yield collate([ds[j] for j in order[i:i + batch_size]], pad)
+    return torch.utils.data.DataLoader(EpisodeDataset(episodes, tokenizer, cache=cache), batch_size=batch_size,
+                                       shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed),
+                                       collate_fn=partial(collate, pad_id=token_ids(tokenizer)["pad"]))
 
 def tiny_trained_run(folder, steps: int = 9, save_every: int = 3, shots: int = 2, lr: float = 3e-3, batch_size: int = 2,
                      seed: int = 0) -> TinyRun:
-    "Train the tiny preset for `steps` steps on synthetic RAG episodes, saving a checkpoint every `save_every` steps."
+    """Train the tiny preset for `steps` steps on synthetic RAG episodes with Lightning (`training.FlamingoModule`),
+    saving a loadable checkpoint (`checkpoints/step{N:05d}.safetensors`) every `save_every` steps and at the end."""
+    import lightning as L
     from data_recipes.synthetic import build
     from audioflamingo_lab.core import seed_everything
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.flamingo import build_model
-    from audioflamingo_lab.training import configure_trainable, optimizer_groups, save_checkpoint
+    from audioflamingo_lab.training import FlamingoModule
+    from audioflamingo_lab.checkpoint import Snapshots
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.rag import ClipIndex
     from audioflamingo_lab.icl import RetrievedShots, make_episodes
-    folder = Path(folder); seed_everything(seed)
+    folder = Path(folder)
+    seed_everything(seed)
     classes = ["whistle", "hum", "buzz", "knock", "chirp", "beep"]
     manifest = folder / "data" / "manifest.jsonl"
-    if not manifest.exists(): build(folder / "data", classes=classes, heldout_classes=(), n_per_class=4, n_scenes=0, seed=seed)
+    if not manifest.exists():
+        build(folder / "data", classes=classes, heldout_classes=(), n_per_class=4, n_scenes=0, seed=seed)
     items = read_manifest(manifest)
-    model = configure_trainable(build_model("tiny", max_windows=4), "pretrain")
+    module = FlamingoModule(model=build_model("tiny", max_windows=4), mode="pretrain", lr=lr, weight_decay=0.0)
+    model = module.model
     cache = EmbeddingCache(folder / "cache", model.encoder, max_windows=model.config.max_windows)
     index = ClipIndex.build(items, model.encoder, cache_root=cache)
     selector = RetrievedShots(index, k=shots, order="similarity", seed=seed)
     train = make_episodes([it for it in items if it.split == "train"], selector, shots)
-    opt = torch.optim.AdamW(optimizer_groups(model, 0.0), lr=lr)
-    batches, checkpoints = _batches(train, model.tokenizer, cache, batch_size, seed), []
-    model.train()
-    for step in range(1, steps + 1):
-        batch = next(batches)
-        loss = model(batch["input_ids"], batch["attention_mask"], batch["labels"], audio_embeds=batch["audio_embeds"],
-                     media_mask=batch["media_mask"]).loss
-        opt.zero_grad(); loss.backward(); opt.step()
-        loss = float(loss.detach())
-        if step % save_every == 0 or step == steps:
-            checkpoints.append(save_checkpoint(model, folder / "checkpoints" / f"step{step:05d}.safetensors",
-                                               extra={"step": step, "loss": loss}))
+    snapshots = Snapshots(folder / "checkpoints", every_n_steps=save_every, digits=5, with_loss=True)
+    fit = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, callbacks=[snapshots])
+    fit.fit(module, _episode_loader(train, model.tokenizer, cache, batch_size, seed))
     model.eval()
+    checkpoints = sorted((folder / "checkpoints").glob("step*.safetensors"))
     episodes = make_episodes([it for it in items if it.split != "train"], selector, shots)
     return TinyRun(model, checkpoints, items, index, cache, episodes, folder)
 
@@ -87,40 +86,6 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
 class _Shown:
     "Display the object as its `.widget`."
     def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
-
-# %% ../nbs/17_widgets.ipynb #de113ba9
-_GATE_KEY = re.compile(r"(?:^|\.)(\d+)\.xattn\.alpha_(attn|ff)$")
-
-def checkpoint_gates(path) -> dict[int, tuple[float, float]]:
-    "{decoder layer: (tanh(alpha_attn), tanh(alpha_ff))} read from a checkpoint file (no model is built)."
-    from safetensors import safe_open
-    from audioflamingo_lab.training import checkpoint_info
-    info, gates = checkpoint_info(path), {}                    # checkpoint_info refuses pickles and foreign files
-    with safe_open(str(path), "pt") as f:
-        for key in info["keys"]:
-            if m := _GATE_KEY.search(key):
-                gates.setdefault(int(m[1]), [None, None])[m[2] == "ff"] = float(torch.tanh(f.get_tensor(key).float()))
-    if not gates: raise ValueError(f"{path}: the checkpoint holds no gate (…xattn.alpha_attn) tensors")
-    return {layer: tuple(g) for layer, g in sorted(gates.items())}
-
-def checkpoint_step(path, position: int = 0) -> int:
-    "The training step a checkpoint was saved at: `extra['step' | 'steps' | 'global_step']`, a number in its name, or `position`."
-    from audioflamingo_lab.training import checkpoint_info
-    extra = checkpoint_info(path)["extra"]
-    for k in ("step", "steps", "global_step"):
-        if isinstance(extra.get(k), int): return extra[k]
-    numbers = re.findall(r"\d+", Path(path).stem)
-    return int(numbers[-1]) if numbers else position
-
-def find_checkpoints(checkpoints) -> list[Path]:
-    "A run folder (every `*.safetensors` below it) or a list of checkpoint files."
-    if isinstance(checkpoints, (str, os.PathLike)) and Path(checkpoints).is_dir():
-        paths = sorted(Path(checkpoints).rglob("*.safetensors"))
-        if not paths: raise FileNotFoundError(f"{checkpoints}: no *.safetensors checkpoint in this folder")
-        return paths
-    paths = [Path(p) for p in ([checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else checkpoints)]
-    if not paths: raise ValueError("no checkpoints given")
-    return paths
 
 # %% ../nbs/17_widgets.ipynb #45bc1987
 class GateInspector(_Shown):
@@ -540,7 +505,7 @@ def demo_run(folder="runs/demo-quick", quick: bool = True, shots: int = 4, examp
     from audioflamingo_lab.icl import RetrievedShots, make_episodes
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.rag import ClipIndex
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     folder = Path(folder)
     if not (folder / "summary.json").exists(): demo(out=str(folder), quick=quick)    # resumes an interrupted demo
     model = load_checkpoint(folder / "train" / "model.safetensors").eval()
