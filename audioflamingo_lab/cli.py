@@ -16,7 +16,14 @@ def _required(**kw):
     missing = [k for k, v in kw.items() if v is None]
     if missing: raise SystemExit("missing required option(s): " + ", ".join("--" + k for k in missing))
 
-def data_build(recipe: str, out: str | None = None, quick: bool = False, seed: int = 0, overwrite: bool = False, options: dict | None = None) -> Path:
+def data_build(
+    recipe: str,
+    out: str | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    options: dict | None = None,
+) -> Path:
     """Build a data recipe: audio files + manifest.jsonl (train/val/test).
 
     Args:
@@ -34,8 +41,15 @@ def data_build(recipe: str, out: str | None = None, quick: bool = False, seed: i
     return path
 
 # %% ../nbs/15_cli.ipynb #f1e29502
-def index_build(manifest: str | None = None, out: str | None = None, encoder: str = "mel", pooling: str = "mean", kind: str = "flat",
-                cache: str = ".cache/embeddings", encoder_options: dict | None = None) -> Path:
+def index_build(
+    manifest: str | None = None,
+    out: str | None = None,
+    encoder: str = "mel",
+    pooling: str = "mean",
+    kind: str = "flat",
+    cache: str = ".cache/embeddings",
+    encoder_options: dict | None = None,
+) -> Path:
     """Embed the train clips of a manifest and save a faiss index with its metadata.
 
     Args:
@@ -46,8 +60,11 @@ def index_build(manifest: str | None = None, out: str | None = None, encoder: st
     from audioflamingo_lab.encoders import build_encoder
     from audioflamingo_lab.rag import ClipIndex
     _required(manifest=manifest, out=out)
-    if Path(out).exists() and any(Path(out).iterdir()): raise FileExistsError(f"{out} is not empty: choose another --out")
-    idx = ClipIndex.build(manifest, build_encoder(encoder, **(encoder_options or {})), pooling=pooling, kind=kind, cache_root=cache)
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose another --out")
+    idx = ClipIndex.build(
+        manifest, build_encoder(encoder, **(encoder_options or {})), pooling=pooling, kind=kind, cache_root=cache
+    )
     idx.save(out)
     print(f"{len(idx)} clips indexed -> {out}")
     return Path(out)
@@ -90,10 +107,29 @@ def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None 
     store = EmbeddingCache(cache, model.encoder, max_windows=model.config.max_windows)
     idx = ClipIndex.load(index, encoder=model.encoder) if index else \
         ClipIndex.build(pool or manifest, model.encoder, cache_root=store)     # rag's shots and knn's similarities
-    report = evaluate(model, manifest, shots=_csv(shots, int), select=_csv(select), out=out, index=idx, train_manifest=pool,
-                      cache=store, ways=ways, order=order, seeds=_csv(seeds, int), controls=_csv(controls),
-                      matching=matching, task=task, split=split, limit=limit, batch_size=batch_size,
-                      max_new_tokens=max_new_tokens, num_beams=num_beams, checkpoint=str(ckpt), overwrite=overwrite)
+    report = evaluate(
+        model,
+        manifest,
+        shots=_csv(shots, int),
+        select=_csv(select),
+        out=out,
+        index=idx,
+        train_manifest=pool,
+        cache=store,
+        ways=ways,
+        order=order,
+        seeds=_csv(seeds, int),
+        controls=_csv(controls),
+        matching=matching,
+        task=task,
+        split=split,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        checkpoint=str(ckpt),
+        overwrite=overwrite,
+    )
     print(report.table())
     return report
 
@@ -102,8 +138,13 @@ def _device(device: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 # %% ../nbs/15_cli.ipynb #512df877
-def chat(ckpt: str | None = None, audio: str | None = None, questions: list[str] | None = None, max_new_tokens: int = 64,
-         device: str = "auto") -> list[dict]:
+def chat(
+    ckpt: str | None = None,
+    audio: str | None = None,
+    questions: list[str] | None = None,
+    max_new_tokens: int = 64,
+    device: str = "auto",
+) -> list[dict]:
     """Talk about a clip in the terminal (empty line or Ctrl-D ends). The audio is encoded once for all turns.
 
     Args:
@@ -112,7 +153,9 @@ def chat(ckpt: str | None = None, audio: str | None = None, questions: list[str]
     from audioflamingo_lab.checkpoint import load_checkpoint
     from audioflamingo_lab.chat import ChatSession
     _required(ckpt=ckpt)
-    session = ChatSession(load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens)
+    session = ChatSession(
+        load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens
+    )
     def lines():
         if questions is not None:
             yield from questions
@@ -167,12 +210,13 @@ def _user_error(e: BaseException) -> bool:
     import traceback
     if isinstance(e, (ValueError, OSError, ImportError, KeyError)): return True
     if type(e).__name__ == "MisconfigurationException": return True          # Lightning's "bad Trainer argument"
-    frames = traceback.extract_tb(e.__traceback__)                            # a RuntimeError this project raised itself
+    frames = traceback.extract_tb(e.__traceback__)  # a RuntimeError this project raised itself
     ours = bool(frames) and Path(frames[-1].filename).parent.name in ("audioflamingo_lab", "data_recipes")
     return isinstance(e, RuntimeError) and ours
 
 def main(argv: list[str] | None = None):
-    "Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the traceback."
+    """Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the
+    traceback."""
     from jsonargparse import CLI
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

@@ -61,7 +61,8 @@ def _inject_lora(model, lora: LoraSettings):
     layer_of = lambda name: int(hit.group(1)) if (hit := re.search(r"\.(\d+)\.", name)) else 0
     targets = [n for n, m in model.lm.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-1] in lora.targets
                and not any(("lm." + n).startswith(p) for p in xattn) and layer_of(n) >= lora.from_layer]
-    if not targets: raise ValueError(f"no LoRA target in the LM: none of its Linear layers is named one of {lora.targets}")
+    if not targets:
+        raise ValueError(f"no LoRA target in the LM: none of its Linear layers is named one of {lora.targets}")
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
     inject_adapter_in_model(cfg, model.lm)
 
@@ -84,7 +85,8 @@ def configure_trainable(model, mode: str, lora: LoraSettings | dict | None = Non
     for w in _embedding_params(model):
         w.requires_grad_(mode == "sft" or new_tokens)
         if mode != "sft" and new_tokens:   # only the new rows learn: zero the rest of the gradient
-            keep = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device); keep[rows] = 1
+            keep = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
+            keep[rows] = 1
             model._row_hooks.append(w.register_hook(lambda g, keep=keep: g * keep.to(g.dtype)))
     model.trainable_setup = {"mode": mode, "lora": asdict(lora) if mode == "lora" else None, "new_tokens": new_tokens}
     return model
@@ -100,10 +102,13 @@ def group_counts(model) -> dict[str, tuple[int, int]]:
         g = param_group(model, name, xattn)
         if id(p) in emb:
             new = len(rows) * p[0].numel()
-            counts["lm_new_tokens"][0] += new * p.requires_grad; counts["lm_new_tokens"][1] += new
-            counts[g][0] += (p.numel() - new) * (p.requires_grad and not masked); counts[g][1] += p.numel() - new
+            counts["lm_new_tokens"][0] += new * p.requires_grad
+            counts["lm_new_tokens"][1] += new
+            counts[g][0] += (p.numel() - new) * (p.requires_grad and not masked)
+            counts[g][1] += p.numel() - new
         else:
-            counts[g][0] += p.numel() * p.requires_grad; counts[g][1] += p.numel()
+            counts[g][0] += p.numel() * p.requires_grad
+            counts[g][1] += p.numel()
     return {g: tuple(c) for g, c in counts.items()}
 
 def trainable_table(model) -> str:
@@ -169,10 +174,22 @@ def gate_logs(model) -> dict[str, float]:
 
 class FlamingoModule(L.LightningModule):
     "Train a Flamingo: loss, AdamW with decay groups, warm-up + constant/cosine schedule, gate logging."
-    def __init__(self, model_config: dict | str = "tiny", mode: str = "pretrain", lr: float = 1e-4, weight_decay: float = 0.1,
-                 warmup_steps: int = 0, schedule: str = "constant", max_steps: int | None = None, min_lr_ratio: float = 0.1,
-                 betas: tuple = (0.9, 0.999), lora: dict | None = None, train_new_tokens: bool = True, model=None,
-                 gate_lr: float | None = None):
+    def __init__(
+        self,
+        model_config: dict | str = "tiny",
+        mode: str = "pretrain",
+        lr: float = 1e-4,
+        weight_decay: float = 0.1,
+        warmup_steps: int = 0,
+        schedule: str = "constant",
+        max_steps: int | None = None,
+        min_lr_ratio: float = 0.1,
+        betas: tuple = (0.9, 0.999),
+        lora: dict | None = None,
+        train_new_tokens: bool = True,
+        model=None,
+        gate_lr: float | None = None,
+    ):
         super().__init__()
         if model is not None: model_config = _model_config(model)    # a built model: record its config for rebuilding
         self.save_hyperparameters(ignore=["model"])
@@ -182,17 +199,21 @@ class FlamingoModule(L.LightningModule):
         self.strict_loading = self.full_checkpoint
 
     def forward(self, batch: dict):
-        "The model's output with `.loss`; the LM head runs only at positions that predict a label (it is ~1/4 of the work)."
+        """The model's output with `.loss`; the LM head runs only at positions that predict a label (it is ~1/4 of the
+        work)."""
         media = {k: batch[k] for k in ("audio", "audio_embeds", "media_mask") if k in batch}
         labels = batch["labels"]
         keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)      # position t predicts token t + 1
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, **media)
+        out = self.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, **media
+        )
         out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels[:, keep + 1].flatten(), ignore_index=-100)
         return out
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if getattr(self.model, "encoder", None) is not None: self.model.encoder.eval()   # frozen: no dropout/batch-norm updates
+        if getattr(self.model, "encoder", None) is not None:
+            self.model.encoder.eval()  # frozen: no dropout/batch-norm updates
         return self
 
     def training_step(self, batch, batch_idx):
@@ -204,13 +225,16 @@ class FlamingoModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        loss = self(batch).loss   # a mean per batch; Lightning averages batches weighted by batch_size (no double division)
+        # a mean per batch; Lightning averages batches weighted by batch_size (no double division)
+        loss = self(batch).loss
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
     def configure_optimizers(self):
         h = self.hparams
-        opt = torch.optim.AdamW(optimizer_groups(self.model, h.weight_decay, h.get("gate_lr")), lr=h.lr, betas=tuple(h.betas))
+        opt = torch.optim.AdamW(
+            optimizer_groups(self.model, h.weight_decay, h.get("gate_lr")), lr=h.lr, betas=tuple(h.betas)
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, h.warmup_steps, h.schedule, h.max_steps, h.min_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -219,8 +243,10 @@ class FlamingoModule(L.LightningModule):
         "Norm clipping everywhere: FSDP shards the gradients, so its wrapper computes the global norm itself."
         if not gradient_clip_val: return
         wrapped = self.trainer.model
-        if hasattr(wrapped, "clip_grad_norm_") and gradient_clip_algorithm in (None, "norm"): wrapped.clip_grad_norm_(gradient_clip_val)
-        else: self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if hasattr(wrapped, "clip_grad_norm_") and gradient_clip_algorithm in (None, "norm"):
+            wrapped.clip_grad_norm_(gradient_clip_val)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def _expected_keys(self) -> set[str]:
         return {"model." + k for k in _checkpoint_keys(self.model, self.full_checkpoint)}
