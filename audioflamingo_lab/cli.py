@@ -69,11 +69,12 @@ def index_build(
     print(f"{len(idx)} clips indexed -> {out}")
     return Path(out)
 
-# %% ../nbs/15_cli.ipynb #0398d935
+# %% ../nbs/15_cli.ipynb #c35df2e5
 def _csv(s, cast=str) -> list:
     if isinstance(s, (list, tuple)): return [cast(x) for x in s]
     return [cast(x.strip()) for x in str(s).split(",") if x.strip()]
 
+# %% ../nbs/15_cli.ipynb #317a5e25
 def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None = None, shots: str = "0,1,2,4,8",
           select: str = "random,rag", ways: int = 5, order: str = "shuffle", seeds: str = "0", controls: str = "",
           matching: str = "strict", task: str | None = None, split: str | None = None, index: str | None = None,
@@ -133,6 +134,7 @@ def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None 
     print(report.table())
     return report
 
+# %% ../nbs/15_cli.ipynb #e497d59a
 def _device(device: str) -> str:
     import torch
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device

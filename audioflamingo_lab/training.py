@@ -167,11 +167,12 @@ def _checkpoint_keys(model, full: bool) -> list[str]:
     return names + [k for k in model.state_dict() if k not in aliases]
 
 
-# %% ../nbs/07_training.ipynb #cc198a48
+# %% ../nbs/07_training.ipynb #128bd0d2
 def gate_logs(model) -> dict[str, float]:
     "tanh of every gate, flat for a logger: {'gate/attn_0': .., 'gate/ff_0': .., ...} (keyed by decoder layer)."
     return {f"gate/{k}_{g['layer']}": g[k] for g in model.gate_values() for k in ("attn", "ff")}
 
+# %% ../nbs/07_training.ipynb #2d854e2d
 class FlamingoModule(L.LightningModule):
     "Train a Flamingo: loss, AdamW with decay groups, warm-up + constant/cosine schedule, gate logging."
     def __init__(
