@@ -153,7 +153,7 @@ def chat(
         questions: ask these instead of reading the terminal (for scripts)
     """
     from audioflamingo_lab.checkpoint import load_checkpoint
-    from audioflamingo_lab.chat import ChatSession
+    from audioflamingo_lab.chat import ChatSession, QuestionTooLong
     _required(ckpt=ckpt)
     session = ChatSession(
         load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens
@@ -168,7 +168,11 @@ def chat(
             if not q.strip(): return
             yield q
     for q in lines():
-        a = session.ask(q)
+        try:
+            a = session.ask(q)
+        except QuestionTooLong as e:  # refuse this turn only: the conversation so far is kept
+            print(f"afl> {e}", file=sys.stderr, flush=True)
+            continue
         print(f"you> {q}\nafl> {a}" if questions is not None else f"afl> {a}", flush=True)
     return session.turns
 
