@@ -4,452 +4,26 @@
 
 # %% ../nbs/15_cli.ipynb #cd885daf
 from __future__ import annotations
-import json, os, shutil, sys, time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+import sys
 from pathlib import Path
-import yaml
+from .run import train
 
 # %% auto #0
-__all__ = ['AFL_ONLY', 'AFL_SETS', 'LOCK', 'FRESH_S', 'RUN_LIST', 'RUN_ENTRIES', 'LOGGERS', 'ModelSection', 'DataSection',
-           'OptimSection', 'TrainerBasics', 'TrainerSection', 'trainer_kwargs', 'folder_lock', 'run_files',
-           'mark_run_folder', 'clear_folder', 'prepare_run_dir', 'logger_names', 'make_loggers', 'run_callbacks',
-           'train', 'metric_series', 'plot_loss', 'plot_gates', 'write_run_plots', 'data_build', 'index_build', 'eval_',
-           'chat', 'packaged_config', 'commands', 'main']
+__all__ = ['data_build', 'index_build', 'eval_', 'chat', 'packaged_config', 'commands', 'main']
 
-# %% ../nbs/15_cli.ipynb #c8fb0eb1
-@dataclass
-class ModelSection:
-    "Which model, and what trains."
-    preset: str = "tiny"                    # tiny | small | af1 | an HF name or local dir
-    overrides: dict = field(default_factory=dict)   # FlamingoConfig fields to change, e.g. {xattn_every: 6}
-    mode: str = "pretrain"                  # pretrain (LM frozen) | sft (full LM) | lora
-    init_from: str | None = None            # a safetensors checkpoint of an earlier stage (pretrain -> sft)
-    train_new_tokens: bool = True           # the <audio>/<SEP>/<|endofchunk|> rows learn (pretrain, lora)
-    lora_r: int = 8                         # mode=lora: rank of the adapters (peft)
-    lora_alpha: int = 16                    # mode=lora: the adapters' scale is alpha / r
-    lora_dropout: float = 0.0
-    lora_targets: list[str] | None = None   # mode=lora: LM Linear layer names; None = the q/k/v/o projections
-    lora_from_layer: int = 0                # mode=lora: adapt decoder layers >= this (with xattn_from: a short backward)
-
-@dataclass
-class DataSection:
-    "What the model reads."
-    train: dict = field(default_factory=dict)       # {manifest path: weight}; AF1: weight = passes per epoch
-    cache: str = ".cache/embeddings"        # window-embedding cache of the frozen encoder
-    batch_size: int = 4
-    num_workers: int = 0
-    icl_prob: float = 0.0                   # share of samples rendered as ICL episodes
-    k_min: int = 1                          # shots per ICL episode, drawn from [k_min, k_max]
-    k_max: int = 4
-    select: str = "mixed"                   # random | rag | mixed: how ICL shots are chosen
-    shot_pool: list = field(default_factory=list)   # manifests whose train split gives the shots (default: the train manifests)
-    episodes: list = field(default_factory=list)    # an episode mix instead of icl_prob/select: [{select: plain|random|
-                                                    # rag|balanced, weight, k: [lo, hi], ways: [lo, hi], relabel}] (icl.EpisodeMix)
-    fewshot_val: dict = field(default_factory=dict) # log val few-shot accuracy during training: {manifest, every: 25,
-                                                    # ways: 5, k: 1, limit: 40, split: val} (fewshot.FewShotValidation)
-    max_tokens: int = 512                   # AF1's sequence length
-    task_prefix: float = 0.5                # AF1 pretraining: "The task is ..." half of the time
-
-@dataclass
-class OptimSection:
-    "AdamW and the schedule."
-    lr: float = 1e-4                        # AF1 pretraining (SFT: 2e-5)
-    weight_decay: float = 0.1
-    warmup_steps: int = 0                   # AF1: 1875 at batch 384
-    schedule: str = "constant"              # constant | cosine
-    gate_lr: float | None = None            # own rate for the tanh gates (short runs: a gate moves ~lr per step)
-
-# %% ../nbs/15_cli.ipynb #5767cca7
-@dataclass
-class TrainerBasics:
-    "The `lightning.Trainer` arguments this lab chooses, and afl's own checkpoint cadence and logger."
-    max_steps: int = 100
-    accelerator: str = "auto"
-    devices: int | str | list[int] = 1
-    num_nodes: int = 1                      # machines; each runs `devices` processes
-    strategy: str = "auto"                  # ddp | fsdp | deepspeed ... on several devices
-    precision: str = "32-true"              # bf16-mixed on GPUs
-    accumulate_grad_batches: int = 1
-    gradient_clip_val: float | None = 1.0   # AF1 clipped the gradient norm at 1.0
-    log_every_n_steps: int = 10
-    val_check_interval: int | float | str | dict | None = None   # batches; None = with every checkpoint (below)
-    check_val_every_n_epoch: int | None = None   # None: val_check_interval counts batches across epochs
-    limit_val_batches: int | float | None = None
-    num_sanity_val_steps: int = 0
-    enable_progress_bar: bool = True
-    checkpoint_every_n_steps: int = 25      # afl: a last.ckpt to resume from, and a gate snapshot for the GateInspector
-    logger: str = "csv"                     # afl: csv | tensorboard | csv,tensorboard | none (loss.png reads csv)
-
-AFL_ONLY = ("checkpoint_every_n_steps", "logger")                 # read by afl train, not passed to the Trainer
-AFL_SETS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins")   # Trainer args afl fills
-
-# %% ../nbs/15_cli.ipynb #b6dc4466
-@dataclass
-class TrainerSection(TrainerBasics):
-    "Every other `lightning.Trainer` argument, with Lightning's defaults: `--trainer.NAME` passes it through."
-    fast_dev_run: int | bool = False
-    max_epochs: int | None = None
-    min_epochs: int | None = None
-    min_steps: int | None = None
-    max_time: str | dict | None = None      # "DD:HH:MM:SS" or {hours: 2}
-    limit_train_batches: int | float | None = None
-    limit_test_batches: int | float | None = None
-    limit_predict_batches: int | float | None = None
-    overfit_batches: int | float = 0.0
-    enable_model_summary: bool | None = None
-    gradient_clip_algorithm: str | None = None
-    deterministic: bool | str | None = None
-    benchmark: bool | None = None
-    inference_mode: bool = True
-    use_distributed_sampler: bool = True
-    profiler: str | None = None             # simple | advanced | pytorch
-    detect_anomaly: bool = False
-    barebones: bool = False
-    sync_batchnorm: bool = False
-    reload_dataloaders_every_n_epochs: int = 0
-    enable_autolog_hparams: bool = True
-    model_registry: str | None = None
-
-def trainer_kwargs(trainer: TrainerSection) -> dict:
-    "The `lightning.Trainer` keyword arguments of a section: afl's own fields left out, validation scheduled."
-    kw = {k: v for k, v in asdict(trainer).items() if k not in AFL_ONLY}
-    if kw["val_check_interval"] is None:    # with every checkpoint; Lightning counts batches, not optimizer steps
-        kw["val_check_interval"] = trainer.checkpoint_every_n_steps * trainer.accumulate_grad_batches
-    if isinstance(kw["val_check_interval"], float) and kw["check_val_every_n_epoch"] is None:
-        kw["check_val_every_n_epoch"] = 1   # a float is a fraction of an epoch, which Lightning counts per epoch
-    return kw
-
-# %% ../nbs/15_cli.ipynb #0cfd1f08
-LOCK = ".afl.lock"
-FRESH_S = 10.0   # an empty lock younger than this belongs to a holder that is still writing its pid (older writers)
-
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0); return True
-    except ProcessLookupError: return False
-    except PermissionError: return True
-
-def _create_with_pid(path: Path) -> bool:
-    "Create `path` already holding our pid (write a temp file, then hard-link it: atomic); False if it exists."
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(str(os.getpid()))
-    try: os.link(tmp, path); return True
-    except FileExistsError: return False
-    finally: tmp.unlink(missing_ok=True)
-
-def _holder(path: Path) -> int | None:
-    "The live pid holding `path`, or None when the lock is stale (dead owner, or empty and old)."
-    try: text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
-    except FileNotFoundError: return None
-    if not text: return -1 if age < FRESH_S else None           # being written by a non-atomic writer: not stale yet
-    pid = int(text) if text.isdigit() else 0
-    return pid if pid and pid != os.getpid() and _alive(pid) else None
-
-@contextmanager
-def folder_lock(folder):
-    "Hold `folder/.afl.lock` while the body runs; refuse if a live process holds it."
-    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0": yield; return
-    path = Path(folder) / LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        if _create_with_pid(path): break
-        if (pid := _holder(path)) is not None:
-            who = f"pid {pid}" if pid > 0 else "a process that is just taking it"
-            raise RuntimeError(f"{folder} is in use by another afl process ({who}): wait for it, or use another --out")
-        path.unlink(missing_ok=True)                           # stale: its owner is gone
-    else: raise RuntimeError(f"{folder}: could not take {path}")
-    try: yield
-    finally: path.unlink(missing_ok=True)
-
-# %% ../nbs/15_cli.ipynb #9dec37bd
-RUN_LIST = ".afl-run.json"   # what makes a folder one of our runs: the entries the run writes (and may delete)
-RUN_ENTRIES = ("config.yaml", "checkpoints", "gates", "logs", "tensorboard", "model.safetensors", "loss.png", "gates.png",
-               RUN_LIST)
-_CONFIG_KEYS = {"model", "data", "optim", "trainer", "seed"}
-
-def run_files(folder) -> list[str] | None:
-    "The entries `folder`'s run list names; None when `folder` is not a run folder we wrote."
-    path = Path(folder) / RUN_LIST
-    if path.is_file():
-        try: return list(json.loads(path.read_text())["entries"])
-        except (ValueError, KeyError, TypeError) as e: raise ValueError(f"{path}: unreadable run list ({e})") from None
-    config = Path(folder) / "config.yaml"                      # a run written before run lists existed
-    try: legacy = isinstance(c := yaml.safe_load(config.read_text()), dict) and _CONFIG_KEYS <= set(c)
-    except (OSError, yaml.YAMLError): legacy = False
-    return list(RUN_ENTRIES) if legacy and not _foreign(folder, RUN_ENTRIES) else None
-
-def _foreign(folder, names) -> list[str]:
-    "Entries of `folder` that are not in `names` (nor our lock)."
-    return sorted(p.name for p in Path(folder).iterdir() if p.name not in set(names) | {LOCK}) if Path(folder).is_dir() else []
-
-def _listing(names: list[str], n: int = 8) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
-
-def mark_run_folder(folder, entries=RUN_ENTRIES):
-    "Write the run list (atomically): from now on `folder` is a run, and `entries` are what clear_folder may delete."
-    path = Path(folder) / RUN_LIST
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")   # DDP ranks mark the folder too
-    tmp.write_text(json.dumps({"afl_run": 1, "entries": list(entries)}))
-    os.replace(tmp, path)
-
-def clear_folder(folder: Path, names=None):
-    """Delete what a run wrote in `folder` (the entries of its run list, or `names`), never anything else: if the folder
-    holds other files, refuse and name them before deleting anything (an explicit --overwrite)."""
-    names = list(names) if names is not None else run_files(folder)
-    if names is None: raise FileExistsError(f"{folder} is not an afl run folder (no {RUN_LIST}): delete it yourself, or use another --out")
-    if extra := _foreign(folder, names):
-        raise FileExistsError(f"{folder} holds files no run wrote ({_listing(extra)}): move them away, or use another --out")
-    for name in names:
-        p = Path(folder) / name
-        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
-        elif p.exists() or p.is_symlink(): p.unlink()
-
-def _finished(run: Path) -> bool: return run_files(run) is not None and (run / "model.safetensors").is_file()
-
-def prepare_run_dir(out, overwrite: bool = False, config: dict | None = None) -> tuple[Path, Path | None]:
-    """The run folder, and the Lightning checkpoint to resume from. A finished run is never overwritten silently;
-    an interrupted one (a `last.ckpt`, no `model.safetensors`) is resumed; a non-empty folder that is not a run is refused."""
-    run = Path(out)
-    if _foreign(run, ()) and run_files(run) is None:
-        raise FileExistsError(f"{run} is not empty and is not an afl run folder (it holds {_listing(_foreign(run, ()))}): "
-                              "choose an empty or new --out")
-    if _finished(run):
-        if not overwrite:
-            raise FileExistsError(f"{run} already holds a finished run ({run / 'model.safetensors'}): "
-                                  "choose another --out, or pass --overwrite true to replace it")
-        clear_folder(run)
-    from audioflamingo_lab.training import latest_good_checkpoint
-    resume = latest_good_checkpoint(run / "checkpoints")          # an unreadable last.ckpt falls back to the previous one
-    run.mkdir(parents=True, exist_ok=True)
-    mark_run_folder(run)
-    if config is not None:
-        old = run / "config.yaml"
-        if resume is not None and old.exists() and yaml.safe_load(old.read_text()) != json.loads(json.dumps(config)):
-            raise ValueError(f"{run} holds an interrupted run with another config ({old}); resume with the same config or use another --out")
-        old.write_text(yaml.safe_dump(config, sort_keys=False))
-    return run, resume
-
-# %% ../nbs/15_cli.ipynb #befc9427
-def _load_model(model: ModelSection):
-    from audioflamingo_lab.flamingo import build_model
-    from audioflamingo_lab.training import load_checkpoint
-    return load_checkpoint(model.init_from) if model.init_from else build_model(model.preset, **model.overrides)
-
-def _shot_selector(data: DataSection, encoder, cache, seed: int):
-    "The ICL shot selector (or episode mix) the data module uses (None when no ICL)."
-    if data.icl_prob <= 0 and not data.episodes: return None
-    from audioflamingo_lab.manifest import read_manifest
-    from audioflamingo_lab.icl import RandomShots, RetrievedShots, MixedShots
-    from audioflamingo_lab.rag import ClipIndex
-    pool = [it for m in (data.shot_pool or list(data.train)) for it in read_manifest(m, split="train")]
-    if data.episodes: return _episode_mix(data.episodes, pool, encoder, cache, seed)
-    selectors = []
-    if data.select in ("random", "mixed"): selectors.append(RandomShots(pool, k=data.k_max, seed=seed))
-    if data.select in ("rag", "mixed"):
-        index = ClipIndex.build(pool, encoder, cache_root=data.cache)
-        selectors.append(RetrievedShots(index, k=data.k_max, seed=seed))
-    if not selectors: raise ValueError(f"data.select must be random, rag or mixed, got {data.select!r}")
-    return selectors[0] if len(selectors) == 1 else MixedShots(selectors, seed=seed)
-
-def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> list:
-    "The val few-shot callback `data.fewshot_val` asks for (none when it is empty)."
-    if not data.fewshot_val: return []
-    from audioflamingo_lab.manifest import read_manifest
-    from audioflamingo_lab.fewshot import FewShotValidation
-    spec = {"every": 25, "ways": 5, "k": 1, "limit": 40, "split": "val", **data.fewshot_val}
-    if "manifest" not in spec: raise ValueError("data.fewshot_val needs a manifest (its train split gives the shots)")
-    items = read_manifest(spec["manifest"])
-    queries, pool = [it for it in items if it.split == spec["split"]], [it for it in items if it.split == "train"]
-    if not queries: raise ValueError(f"{spec['manifest']}: no {spec['split']} items for data.fewshot_val")
-    return [FewShotValidation(queries, pool, cache, spec["every"], spec["ways"], spec["k"], spec["limit"], seed, max_tokens)]
-
-def _episode_mix(kinds: list[dict], pool, encoder, cache, seed: int):
-    "An `icl.EpisodeMix` from `data.episodes`: each entry names its selection, weight, shots range and relabel share."
-    from audioflamingo_lab.icl import RandomShots, RetrievedShots, BalancedShots, EpisodeKind, EpisodeMix
-    from audioflamingo_lab.rag import ClipIndex
-    index, built = None, []
-    for n, spec in enumerate(kinds):
-        spec = dict(spec)
-        select, weight = spec.pop("select", "plain"), spec.pop("weight", 1.0)
-        k, relabel, ways = tuple(spec.pop("k", (1, 4))), spec.pop("relabel", 0.0), tuple(spec.pop("ways", (2, 5)))
-        if spec: raise ValueError(f"data.episodes[{n}]: unknown keys {sorted(spec)} (use select, weight, k, ways, relabel)")
-        if select == "rag" and index is None: index = ClipIndex.build(pool, encoder, cache_root=cache)
-        selector = {"plain": lambda: None, "random": lambda: RandomShots(pool, seed=seed),
-                    "rag": lambda: RetrievedShots(index, seed=seed),
-                    "balanced": lambda: BalancedShots(pool, ways=ways, seed=seed, from_options=False)}.get(select)
-        if selector is None: raise ValueError(f"data.episodes[{n}]: select must be plain, random, rag or balanced, got {select!r}")
-        built.append(EpisodeKind(selector(), weight, k, relabel))
-    return EpisodeMix(built, names=sorted({it.answer for it in pool}))
-
-# %% ../nbs/15_cli.ipynb #723b8d60
-LOGGERS = ("csv", "tensorboard", "none")
-
-def logger_names(choice: str) -> list[str]:
-    "The loggers `--trainer.logger` asks for (comma-separated); checked before anything is built."
-    from importlib.util import find_spec
-    names = [n.strip() for n in str(choice).split(",") if n.strip()]
-    if not names or any(n not in LOGGERS for n in names):
-        raise ValueError(f"--trainer.logger {choice!r}: choose csv, tensorboard, none, or a comma-separated mix")
-    if "tensorboard" in names and not (find_spec("tensorboard") or find_spec("tensorboardX")):
-        raise ImportError("--trainer.logger tensorboard needs the tensorboard package: "
-                          "pip install 'audioflamingo-lab[tensorboard]'")
-    return [n for n in names if n != "none"]
-
-def make_loggers(run: Path, names: list[str]) -> list:
-    "CSV metrics in `run/logs/version_N/metrics.csv` (what loss.png reads), TensorBoard events in `run/tensorboard/`."
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    made = {"csv": lambda: CSVLogger(run, name="logs"),
-            "tensorboard": lambda: TensorBoardLogger(run, name="tensorboard")}
-    return [made[n]() for n in names]
-
-# %% ../nbs/15_cli.ipynb #3bf7d160
-def _module(net, model: ModelSection, optim: OptimSection, trainer: TrainerSection):
-    "The LightningModule: what trains (mode, LoRA settings) and the optimizer."
-    from audioflamingo_lab.training import FlamingoModule
-    lora = dict(r=model.lora_r, alpha=model.lora_alpha, dropout=model.lora_dropout, from_layer=model.lora_from_layer)
-    if model.lora_targets: lora["targets"] = tuple(model.lora_targets)
-    return FlamingoModule(model=net, mode=model.mode, train_new_tokens=model.train_new_tokens, lora=lora, lr=optim.lr,
-                          weight_decay=optim.weight_decay, warmup_steps=optim.warmup_steps, schedule=optim.schedule,
-                          max_steps=trainer.max_steps, gate_lr=optim.gate_lr)
-
-def _data_module(net, data: DataSection, cache, seed: int):
-    "Train and val batches from the manifests; the val split gives the val loss."
-    from audioflamingo_lab.datamodule import AudioFlamingoDataModule
-    selector = _shot_selector(data, net.encoder, cache, seed)
-    return AudioFlamingoDataModule(train=data.train, tokenizer=net.tokenizer, cache=cache, batch_size=data.batch_size,
-                                   num_workers=data.num_workers, seed=seed, selector=selector, icl_prob=data.icl_prob,
-                                   k_range=(data.k_min, data.k_max),
-                                   max_tokens=min(data.max_tokens, net.config.max_tokens),
-                                   task_prefix=data.task_prefix, max_windows=net.config.max_windows)
-
-def run_callbacks(run: Path, trainer: TrainerSection, net=None, data: DataSection | None = None, cache=None,
-                  seed: int = 0) -> list:
-    """The callbacks of a run: last.ckpt and a gate snapshot every `checkpoint_every_n_steps` optimizer steps, the
-    sampler's position in the checkpoint (resume = the uninterrupted run), and the val few-shot score if asked for."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from audioflamingo_lab.datamodule import SamplerCheckpoint
-    from audioflamingo_lab.training import GateSnapshots
-    every = trainer.checkpoint_every_n_steps
-    fewshot = _fewshot_callbacks(data, cache, seed, net.config.max_tokens) if data is not None and net is not None else []
-    return [ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
-            GateSnapshots(run / "gates", every_n_steps=every), SamplerCheckpoint(), *fewshot]
-
-# %% ../nbs/15_cli.ipynb #020d2c75
-def train(out: str = "runs/train", model: ModelSection = ModelSection(), data: DataSection = DataSection(),
-          optim: OptimSection = OptimSection(), trainer: TrainerSection = TrainerSection(),
-          devices: int | str | None = None, num_nodes: int | None = None, strategy: str | None = None,
-          precision: str | None = None, logger: str | None = None, ckpt_path: str | None = None, seed: int = 0,
-          overwrite: bool = False) -> Path:
-    """Train a model (pretrain, sft or lora) with Lightning; resumes an interrupted run in the same folder.
-
-    Args:
-        out: the run folder: config.yaml, checkpoints/last.ckpt, gates/, logs/ (metrics.csv), and at the end
-            model.safetensors, loss.png and gates.png
-        devices: shortcut for --trainer.devices
-        num_nodes: shortcut for --trainer.num_nodes
-        strategy: shortcut for --trainer.strategy (ddp, fsdp, ...)
-        precision: shortcut for --trainer.precision (32-true, bf16-mixed, ...)
-        logger: shortcut for --trainer.logger: csv (default), tensorboard, csv,tensorboard or none
-        ckpt_path: a Lightning checkpoint (.ckpt) to resume from; default: the run folder's own last.ckpt, if any
-        seed: seeds everything (data order, ICL draws, init)
-        overwrite: replace a finished run in `out`
-    """
-    if not data.train: raise ValueError("data.train is empty: give {manifest: weight} pairs (see afl train --help)")
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file")
-    logger_names(logger if logger is not None else trainer.logger)   # a bad logger name fails before anything is built
-    from audioflamingo_lab.manifest import read_manifest
-    for manifest in data.train: read_manifest(manifest)       # a bad manifest fails now, not after the model is built
-    shortcuts = dict(devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, logger=logger)
-    trainer = TrainerSection(**{**asdict(trainer), **{k: v for k, v in shortcuts.items() if v is not None}})
-    config = dict(model=asdict(model), data=asdict(data), optim=asdict(optim), trainer=asdict(trainer), seed=seed)
-    with folder_lock(out): return _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path)
-
-def _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path=None) -> Path:
-    import lightning as L
-    from audioflamingo_lab.core import seed_everything
-    from audioflamingo_lab.encoders import EmbeddingCache
-    from audioflamingo_lab.training import save_checkpoint
-    run, resume = prepare_run_dir(out, overwrite, config)
-    seed_everything(seed)
-    net = _load_model(model)
-    if net.encoder is None: raise ValueError("training from audio files needs a model with a window encoder")
-    cache = EmbeddingCache(data.cache, net.encoder, max_windows=net.config.max_windows)
-    module, dm = _module(net, model, optim, trainer), _data_module(net, data, cache, seed)
-    from audioflamingo_lab.training import AtomicCheckpointIO
-    fit = L.Trainer(default_root_dir=run, logger=make_loggers(run, logger_names(trainer.logger)) or False,
-                    callbacks=run_callbacks(run, trainer, net=net, data=data, cache=cache, seed=seed),
-                    plugins=[AtomicCheckpointIO()], **trainer_kwargs(trainer))
-    resume = Path(ckpt_path) if ckpt_path else resume
-    if resume is not None: print(f"resuming {run} from {resume}", file=sys.stderr)
-    fit.fit(module, dm, ckpt_path=str(resume) if resume else None)
-    if fit.is_global_zero:
-        save_checkpoint(net, run / "model.safetensors", extra={"config": config})
-        write_run_plots(run)
-    return run / "model.safetensors"
-
-# %% ../nbs/15_cli.ipynb #4b7d622f
-def metric_series(run, key: str) -> tuple[list[int], list[float]]:
-    "(steps, values) of a metric over every `run/logs/version_N/metrics.csv`; a step logged twice keeps the later value."
-    import csv
-    points = {}
-    for path in sorted((Path(run) / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get(key) and row.get("step"): points[int(row["step"])] = float(row[key])
-    return sorted(points), [points[s] for s in sorted(points)]
-
-def plot_loss(run) -> Figure:
-    "Train loss (and val loss when present) against the optimizer step."
-    from matplotlib.figure import Figure      # no pyplot: works headless and leaves the user's backend alone
-    fig = Figure(figsize=(6, 3.5), layout="constrained")
-    ax = fig.subplots()
-    for key, style in (("train/loss", "-"), ("val/loss", "o--")):
-        steps, values = metric_series(run, key)
-        if steps: ax.plot(steps, values, style, label=f"{key} ({len(steps)} points)", markersize=4)
-    if not ax.lines:
-        ax.text(0.5, 0.5, "no loss logged yet (see --trainer.log_every_n_steps)", ha="center", transform=ax.transAxes)
-    else: ax.legend()
-    ax.set(xlabel="optimizer step", ylabel="loss", title=f"loss of {Path(run).resolve().name}")
-    ax.grid(alpha=0.3)
-    return fig
-
-def plot_gates(folder) -> Figure:
-    "tanh(gate) of every cross-attention block over training: one curve per decoder layer, attn and ff side by side."
-    from matplotlib.figure import Figure
-    from audioflamingo_lab.widgets import checkpoint_gates, checkpoint_step
-    paths = sorted(Path(folder).glob("gates-step*.safetensors"))
-    if not paths: raise FileNotFoundError(f"{folder}: no gates-step*.safetensors snapshots")
-    steps, gates = [checkpoint_step(p, i) for i, p in enumerate(paths)], [checkpoint_gates(p) for p in paths]
-    fig = Figure(figsize=(9, 3.5), layout="constrained")
-    for j, (ax, kind) in enumerate(zip(fig.subplots(1, 2, sharey=True), ("attn", "ff"))):
-        for layer in sorted(gates[-1]):
-            values = [g[layer][j] if layer in g else float("nan") for g in gates]
-            ax.plot(steps, values, marker=".", label=f"layer {layer}")
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set(xlabel="optimizer step", title=f"tanh(alpha_{kind})")
-        ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(gates[-1]) > 8 else 1)
-    return fig
-
-def write_run_plots(run) -> list[Path]:
-    "Write `loss.png` (when the CSV logger wrote metrics) and `gates.png` (when there are gate snapshots) in `run`."
-    run, written = Path(run), []
-    if any((run / "logs").glob("version_*/metrics.csv")):
-        plot_loss(run).savefig(run / "loss.png", dpi=100)
-        written.append(run / "loss.png")
-    else: print(f"no loss.png: {run / 'logs'} holds no metrics.csv (the CSV logger was off)", file=sys.stderr)
-    if any((run / "gates").glob("gates-step*.safetensors")):
-        plot_gates(run / "gates").savefig(run / "gates.png", dpi=100)
-        written.append(run / "gates.png")
-    return written
-
-# %% ../nbs/15_cli.ipynb #a9ab7c91
+# %% ../nbs/15_cli.ipynb #64e8a8e1
 def _required(**kw):
     missing = [k for k, v in kw.items() if v is None]
     if missing: raise SystemExit("missing required option(s): " + ", ".join("--" + k for k in missing))
 
-def data_build(recipe: str, out: str | None = None, quick: bool = False, seed: int = 0, overwrite: bool = False, options: dict | None = None) -> Path:
+def data_build(
+    recipe: str,
+    out: str | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    options: dict | None = None,
+) -> Path:
     """Build a data recipe: audio files + manifest.jsonl (train/val/test).
 
     Args:
@@ -463,10 +37,19 @@ def data_build(recipe: str, out: str | None = None, quick: bool = False, seed: i
     if recipe not in data_recipes.RECIPES:
         raise SystemExit(f"unknown recipe {recipe!r}; choose one of {', '.join(sorted(data_recipes.RECIPES))}")
     path = data_recipes.build(recipe, out, quick=quick, seed=seed, overwrite=overwrite, **(options or {}))
-    print(path); return path
+    print(path)
+    return path
 
-def index_build(manifest: str | None = None, out: str | None = None, encoder: str = "mel", pooling: str = "mean", kind: str = "flat",
-                cache: str = ".cache/embeddings", encoder_options: dict | None = None) -> Path:
+# %% ../nbs/15_cli.ipynb #f1e29502
+def index_build(
+    manifest: str | None = None,
+    out: str | None = None,
+    encoder: str = "mel",
+    pooling: str = "mean",
+    kind: str = "flat",
+    cache: str = ".cache/embeddings",
+    encoder_options: dict | None = None,
+) -> Path:
     """Embed the train clips of a manifest and save a faiss index with its metadata.
 
     Args:
@@ -477,14 +60,21 @@ def index_build(manifest: str | None = None, out: str | None = None, encoder: st
     from audioflamingo_lab.encoders import build_encoder
     from audioflamingo_lab.rag import ClipIndex
     _required(manifest=manifest, out=out)
-    if Path(out).exists() and any(Path(out).iterdir()): raise FileExistsError(f"{out} is not empty: choose another --out")
-    idx = ClipIndex.build(manifest, build_encoder(encoder, **(encoder_options or {})), pooling=pooling, kind=kind, cache_root=cache)
-    idx.save(out); print(f"{len(idx)} clips indexed -> {out}"); return Path(out)
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose another --out")
+    idx = ClipIndex.build(
+        manifest, build_encoder(encoder, **(encoder_options or {})), pooling=pooling, kind=kind, cache_root=cache
+    )
+    idx.save(out)
+    print(f"{len(idx)} clips indexed -> {out}")
+    return Path(out)
 
+# %% ../nbs/15_cli.ipynb #c35df2e5
 def _csv(s, cast=str) -> list:
     if isinstance(s, (list, tuple)): return [cast(x) for x in s]
     return [cast(x.strip()) for x in str(s).split(",") if x.strip()]
 
+# %% ../nbs/15_cli.ipynb #317a5e25
 def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None = None, shots: str = "0,1,2,4,8",
           select: str = "random,rag", ways: int = 5, order: str = "shuffle", seeds: str = "0", controls: str = "",
           matching: str = "strict", task: str | None = None, split: str | None = None, index: str | None = None,
@@ -508,7 +98,7 @@ def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None 
         pool: manifest whose train split gives the shots (default: the evaluated manifest's train split)
         device: auto (a GPU when there is one) | cpu | cuda | cuda:1 ...
     """
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.fewshot import evaluate, prepare_out
     from audioflamingo_lab.rag import ClipIndex
@@ -518,37 +108,71 @@ def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None 
     store = EmbeddingCache(cache, model.encoder, max_windows=model.config.max_windows)
     idx = ClipIndex.load(index, encoder=model.encoder) if index else \
         ClipIndex.build(pool or manifest, model.encoder, cache_root=store)     # rag's shots and knn's similarities
-    report = evaluate(model, manifest, shots=_csv(shots, int), select=_csv(select), out=out, index=idx, train_manifest=pool,
-                      cache=store, ways=ways, order=order, seeds=_csv(seeds, int), controls=_csv(controls),
-                      matching=matching, task=task, split=split, limit=limit, batch_size=batch_size,
-                      max_new_tokens=max_new_tokens, num_beams=num_beams, checkpoint=str(ckpt), overwrite=overwrite)
+    report = evaluate(
+        model,
+        manifest,
+        shots=_csv(shots, int),
+        select=_csv(select),
+        out=out,
+        index=idx,
+        train_manifest=pool,
+        cache=store,
+        ways=ways,
+        order=order,
+        seeds=_csv(seeds, int),
+        controls=_csv(controls),
+        matching=matching,
+        task=task,
+        split=split,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        checkpoint=str(ckpt),
+        overwrite=overwrite,
+    )
     print(report.table())
     return report
 
+# %% ../nbs/15_cli.ipynb #e497d59a
 def _device(device: str) -> str:
     import torch
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
-def chat(ckpt: str | None = None, audio: str | None = None, questions: list[str] | None = None, max_new_tokens: int = 64,
-         device: str = "auto") -> list[dict]:
+# %% ../nbs/15_cli.ipynb #512df877
+def chat(
+    ckpt: str | None = None,
+    audio: str | None = None,
+    questions: list[str] | None = None,
+    max_new_tokens: int = 64,
+    device: str = "auto",
+) -> list[dict]:
     """Talk about a clip in the terminal (empty line or Ctrl-D ends). The audio is encoded once for all turns.
 
     Args:
         questions: ask these instead of reading the terminal (for scripts)
     """
-    from audioflamingo_lab.training import load_checkpoint
-    from audioflamingo_lab.chat import ChatSession
+    from audioflamingo_lab.checkpoint import load_checkpoint
+    from audioflamingo_lab.chat import ChatSession, QuestionTooLong
     _required(ckpt=ckpt)
-    session = ChatSession(load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens)
+    session = ChatSession(
+        load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens
+    )
     def lines():
-        if questions is not None: yield from questions; return
+        if questions is not None:
+            yield from questions
+            return
         while True:
             try: q = input("you> ")
             except EOFError: return
             if not q.strip(): return
             yield q
     for q in lines():
-        a = session.ask(q)
+        try:
+            a = session.ask(q)
+        except QuestionTooLong as e:  # refuse this turn only: the conversation so far is kept
+            print(f"afl> {e}", file=sys.stderr, flush=True)
+            continue
         print(f"you> {q}\nafl> {a}" if questions is not None else f"afl> {a}", flush=True)
     return session.turns
 
@@ -592,12 +216,13 @@ def _user_error(e: BaseException) -> bool:
     import traceback
     if isinstance(e, (ValueError, OSError, ImportError, KeyError)): return True
     if type(e).__name__ == "MisconfigurationException": return True          # Lightning's "bad Trainer argument"
-    frames = traceback.extract_tb(e.__traceback__)                            # a RuntimeError this project raised itself
+    frames = traceback.extract_tb(e.__traceback__)  # a RuntimeError this project raised itself
     ours = bool(frames) and Path(frames[-1].filename).parent.name in ("audioflamingo_lab", "data_recipes")
     return isinstance(e, RuntimeError) and ours
 
 def main(argv: list[str] | None = None):
-    "Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the traceback."
+    """Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the
+    traceback."""
     from jsonargparse import CLI
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import yaml
-from .cli import DataSection, ModelSection, OptimSection, TrainerSection, train, folder_lock, clear_folder
+from .run import DataSection, ModelSection, OptimSection, TrainerSection, train, folder_lock, clear_folder
 
 # %% auto #0
 __all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'train_config', 'seen_sample', 'evaluate_demo',
@@ -181,7 +181,7 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0, overwrite: 
 # %% ../nbs/16_demo.ipynb #47d533df
 def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, data_dir, cache_dir) -> dict:
     from audioflamingo_lab.encoders import EmbeddingCache
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import drop_resume_state, load_checkpoint
     if (out / "summary.json").exists():
         if not overwrite: raise FileExistsError(f"{out} holds a finished demo ({out / 'summary.json'}): use another --out or --overwrite")
         clear_folder(out, names=OURS)
@@ -194,7 +194,7 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
     say(f"2/4 train: {cfg.steps} steps of plain, balanced and retrieved episodes, most of them relabelled")
     ckpt = Path(run["out"]) / "model.safetensors"
     if not ckpt.exists(): train(seed=cfg.seed, **run)
-    shutil.rmtree(Path(run["out"]) / "checkpoints", ignore_errors=True)   # the resume state (~1 GB) is not needed now
+    drop_resume_state(Path(run["out"]))            # the resume state (~1 GB) is not needed now
     say(f"3/4 few-shot evaluation on the held-out {cfg.eval_split} languages, with baselines and controls")
     model = load_checkpoint(ckpt).eval()
     store = EmbeddingCache(cache, model.encoder, max_windows=model.config.max_windows)

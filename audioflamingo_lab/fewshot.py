@@ -22,8 +22,8 @@ from .evaluation import (MATCH_THRESHOLD, ngram_similarity, metric_for_task, sco
 # %% auto #0
 __all__ = ['CONTROLS', 'ROW_KIND', 'SELECTIONS', 'OUTPUTS', 'extract_answer', 'generate_answers', 'knn_label', 'copy_last_label',
            'majority_label', 'without_query_audio', 'shuffled_shot_audio', 'gates_closed', 'FewShotReport', 'curves',
-           'table', 'plot', 'prepare_out', 'evaluate', 'write_report', 'LabelCopier', 'AudioOracle',
-           'FewShotValidation']
+           'class_curves', 'largest_k_classes', 'table', 'plot', 'prepare_out', 'evaluate', 'write_report',
+           'LabelCopier', 'AudioOracle', 'FewShotValidation']
 
 # %% ../nbs/12b_fewshot.ipynb #6f09b347
 def extract_answer(text: str, tokenizer=None) -> str:
@@ -145,6 +145,30 @@ def curves(report: FewShotReport, condition: str = "model") -> dict[str, list[di
     return {s: c for s in selects if (c := _curve(report, s, condition))}
 
 FewShotReport.curves = curves
+
+# %% ../nbs/12b_fewshot.ipynb #a958f71e
+def _class_key(key: str) -> tuple[str, int]:
+    "A `per_class` key `'{select}/{k}'` -> (select, k)."
+    select, shots = key.rsplit("/", 1)
+    return select, int(shots)
+
+def class_curves(report: FewShotReport, cls: str) -> dict[str, list[tuple[int, float, int]]]:
+    "{select: [(shots, accuracy, n)]} of one class; the zero-shot point starts every curve."
+    runs = {}
+    for key, per in (report.per_class or {}).items():
+        select, shots = _class_key(key)
+        if cls in per: runs.setdefault(select, []).append((shots, per[cls]["accuracy"], per[cls]["n"]))
+    zero = runs.pop("none", [])
+    return {s: sorted(zero + v) for s, v in sorted(runs.items())} or ({"none": zero} if zero else {})
+
+def largest_k_classes(report: FewShotReport) -> dict[str, dict]:
+    "The per-class tables (`'{select}/{k}'` -> {class: {accuracy, n}}) at the largest k of the report."
+    per = report.per_class or {}
+    k = max((_class_key(key)[1] for key in per), default=None)
+    return {key: table for key, table in per.items() if _class_key(key)[1] == k}
+
+FewShotReport.class_curves = class_curves
+FewShotReport.largest_k_classes = largest_k_classes
 
 # %% ../nbs/12b_fewshot.ipynb #4eb71ade
 def table(report: FewShotReport) -> str:

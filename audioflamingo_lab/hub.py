@@ -10,7 +10,8 @@ from huggingface_hub import ModelHubMixin, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from .flamingo import Flamingo
 from .inference import AudioFlamingoProcessor  # noqa: F401 (re-exported: the processor next to the model)
-from .training import FORMAT, LoraSettings, configure_trainable, load_checkpoint, save_checkpoint
+from .training import LoraSettings, configure_trainable
+from .checkpoint import FORMAT, load_checkpoint, save_checkpoint
 
 # %% auto #0
 __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'ADAPTER_CONFIG_NAME', 'ADAPTER_WEIGHTS_NAME', 'has_lora', 'FlamingoModel',

@@ -82,7 +82,8 @@ def test_beams_need_reuse_cache_off(model):
 
 def test_interactive_cli_chat_refuses_an_over_long_question_and_goes_on(model, tmp_path, monkeypatch, capsys):
     from audioflamingo_lab import cli
-    from audioflamingo_lab.training import configure_trainable, save_checkpoint
+    from audioflamingo_lab.training import configure_trainable
+    from audioflamingo_lab.checkpoint import save_checkpoint
     ckpt = save_checkpoint(configure_trainable(model, "pretrain"), tmp_path / "model.safetensors")
     typed = iter(["what is it?", "is it loud? " * 400, "is it loud?", ""])   # an empty line ends the chat
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))

@@ -32,7 +32,7 @@ def test_help_on_every_subcommand():
         assert "usage: afl" in r.stdout, cmd
 
 def test_train_writes_run_and_refuses_overwrite(run):
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     out = run / "run"
     for name in ("config.yaml", "model.safetensors", "checkpoints/last.ckpt"): assert (out / name).exists(), name
     gates = sorted((out / "gates").glob("*.safetensors"))
@@ -134,8 +134,8 @@ def test_chat_encodes_the_audio_once(run, tmp_path):
 
 def test_trainer_passthrough_validation_loggers_lora_and_plots(run):
     "Any Trainer argument passes through; val loss on a schedule; csv + tensorboard; LoRA settings reach the adapter."
-    from audioflamingo_lab.cli import metric_series
-    from audioflamingo_lab.training import checkpoint_info
+    from audioflamingo_lab.run import metric_series
+    from audioflamingo_lab.checkpoint import checkpoint_info
     out = run / "lora"
     afl(*train_args(run / "data/manifest.jsonl", out, run / "cache", steps=4, every=4), "--model.mode", "lora",
         "--model.lora_r", 4, "--model.lora_alpha", 8, "--model.lora_targets", "[q_proj, v_proj]",
@@ -221,17 +221,17 @@ def test_trainer_section_is_lightning_trainer(monkeypatch, tmp_path):
     "Every Trainer argument is a --trainer.NAME flag (except the five afl sets), and Lightning accepts what we pass."
     import inspect, lightning as L
     from dataclasses import fields
-    from audioflamingo_lab import cli
-    ours = {f.name for f in fields(cli.TrainerSection)}
-    assert set(inspect.signature(L.Trainer).parameters) - {"self"} == (ours - set(cli.AFL_ONLY)) | set(cli.AFL_SETS)
+    from audioflamingo_lab import cli, run
+    ours = {f.name for f in fields(run.TrainerSection)}
+    assert set(inspect.signature(L.Trainer).parameters) - {"self"} == (ours - set(run.AFL_ONLY)) | set(run.AFL_SETS)
     seen = {}
-    monkeypatch.setattr(cli, "_train", lambda *a: seen.update(trainer=a[6], ckpt=a[8]))
+    monkeypatch.setattr(run, "_train", lambda *a: seen.update(trainer=a[6], ckpt=a[8]))
     good = f"{{{_one_item_manifest(tmp_path)}: 1}}"
     cli.main(["train", "--out", str(tmp_path / "r"), "--data.train", good, "--trainer.num_nodes", "2",
               "--trainer.val_check_interval", "0.5", "--trainer.limit_train_batches", "0.5",
               "--trainer.max_epochs", "3",
               "--num_nodes", "3", "--ckpt_path", __file__])
-    kw = cli.trainer_kwargs(seen["trainer"])
+    kw = run.trainer_kwargs(seen["trainer"])
     assert (kw["num_nodes"], kw["val_check_interval"], kw["limit_train_batches"], kw["max_epochs"]) == (3, 0.5, 0.5, 3)
     assert seen["ckpt"] == __file__
     fit = L.Trainer(logger=False, enable_checkpointing=False, **{**kw, "accelerator": "cpu", "devices": 1})

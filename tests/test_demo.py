@@ -24,7 +24,7 @@ def test_demo_quick(tmp_path):
     assert all(x["n"] > 0 and x["ci95"][0] <= x["score"] <= x["ci95"][1] for x in report["rows"])
     summary = json.loads((out / "summary.json").read_text())
     assert "balanced-1" in summary["verdict"]["rows"] and "knn" in r.stdout and "held-out languages" in r.stdout
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     assert load_checkpoint(out / "train/model.safetensors").config.encoder == "aisfx"
     again = subprocess.run([AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "finished demo" in again.stderr     # never overwritten silently

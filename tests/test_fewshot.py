@@ -164,3 +164,16 @@ def test_generate_answers_captions_cider(tok, tmp_path):
     rep = ev(LabelCopier(tok), caps, shots=[0, 1], select=["random"], out=tmp_path / "cap", batch_size=2)
     assert rep.metric == "cider_d" and rep.row("random", 1)["ci95"][0] <= rep.row("random", 1)["score"]
     assert not [r for r in rep.rows if r["kind"] == "baseline"]      # knn/chance are classification rows
+
+def test_per_class_curves_are_read_by_the_report_itself():
+    "Curves per class come from FewShotReport, not from key parsing in the widgets."
+    from audioflamingo_lab import widgets
+    from audioflamingo_lab.fewshot import FewShotReport
+    report = FewShotReport("accuracy", "classification", "test", "strict", per_class={
+        "none/0": {"dog": {"accuracy": 0.5, "n": 2}}, "rag/4": {"dog": {"accuracy": 1.0, "n": 2}},
+        "rag/2": {"dog": {"accuracy": 0.5, "n": 2}}, "balanced/1": {"cat": {"accuracy": 1.0, "n": 1}}})
+    again = FewShotReport.from_json(report.to_json())
+    assert again.class_curves("dog") == {"rag": [(0, 0.5, 2), (2, 0.5, 2), (4, 1.0, 2)]}
+    assert again.class_curves("cat") == {"balanced": [(1, 1.0, 1)]}
+    assert list(again.largest_k_classes()) == ["rag/4"]
+    assert not hasattr(widgets, "fewshot_curves") and not hasattr(widgets, "_per_class_key")

@@ -7,7 +7,8 @@ from audioflamingo_lab.hub import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, CO
                                    AudioFlamingoProcessor, FlamingoModel, load_lora_adapter, save_lora_adapter)
 from audioflamingo_lab.template import render
 from audioflamingo_lab.inference import audio_embeds, generate_text
-from audioflamingo_lab.training import FORMAT, configure_trainable
+from audioflamingo_lab.training import configure_trainable
+from audioflamingo_lab.checkpoint import FORMAT
 from conftest import write_tone
 
 def tiny(seed=0, mode="pretrain", **lora):

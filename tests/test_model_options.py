@@ -2,7 +2,8 @@
 import pytest
 import torch
 from audioflamingo_lab.flamingo import build_model
-from audioflamingo_lab.training import configure_trainable, save_checkpoint, load_checkpoint, group_counts
+from audioflamingo_lab.training import configure_trainable, group_counts
+from audioflamingo_lab.checkpoint import save_checkpoint, load_checkpoint
 
 def test_xattn_from_places_blocks_in_upper_layers_only():
     m = build_model("tiny", encoder=None, xattn_every=1, xattn_from=2)

@@ -171,7 +171,7 @@ def test_cache_entry_with_nan_or_corrupted_floats_is_recomputed(tmp_path, change
 
 # -- run folders: never delete or overwrite what a run did not write --------------------------------------------------------
 def test_overwrite_deletes_only_what_the_run_wrote(tmp_path):
-    from audioflamingo_lab.cli import prepare_run_dir, folder_lock
+    from audioflamingo_lab.run import prepare_run_dir, folder_lock
     run, _ = prepare_run_dir(tmp_path / "run", config={"seed": 0})
     for d in ("checkpoints", "gates", "logs"): (run / d).mkdir()
     (run / "checkpoints/last.ckpt").write_bytes(b"c")
@@ -188,7 +188,7 @@ def test_overwrite_deletes_only_what_the_run_wrote(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".afl-run.json", "config.yaml"]
 
 def test_a_users_folder_is_not_a_run(tmp_path):
-    from audioflamingo_lab.cli import prepare_run_dir
+    from audioflamingo_lab.run import prepare_run_dir
     (tmp_path / "config.yaml").write_text("my: own config\n")
     with pytest.raises(FileExistsError, match=r"is not empty and is not an afl run folder \(it holds config.yaml\)"):
         prepare_run_dir(tmp_path, config={"seed": 0})
@@ -196,7 +196,7 @@ def test_a_users_folder_is_not_a_run(tmp_path):
 
 def test_a_run_of_an_older_version_is_still_a_run(tmp_path):
     import yaml
-    from audioflamingo_lab.cli import prepare_run_dir, run_files
+    from audioflamingo_lab.run import prepare_run_dir, run_files
     config = {"model": {}, "data": {}, "optim": {}, "trainer": {}, "seed": 0}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "checkpoints").mkdir(); torch.save({"step": 1}, tmp_path / "checkpoints/last.ckpt")
@@ -205,7 +205,7 @@ def test_a_run_of_an_older_version_is_still_a_run(tmp_path):
 
 def test_lock_being_written_is_not_taken(tmp_path):
     "An empty lock file is its holder between create and write: a second process must not take it as stale."
-    from audioflamingo_lab.cli import folder_lock, LOCK
+    from audioflamingo_lab.run import folder_lock, LOCK
     (tmp_path / LOCK).write_text("")
     with pytest.raises(RuntimeError, match="in use by another afl process"):
         with folder_lock(tmp_path): pass
@@ -215,21 +215,22 @@ def test_lock_being_written_is_not_taken(tmp_path):
 
 def test_lock_appears_with_its_owner(tmp_path, monkeypatch):
     "The lock file never exists empty: it is linked into place after the pid is written."
-    from audioflamingo_lab import cli
+    from audioflamingo_lab import run
     seen = []
     real_link = os.link
     def link(src, dst):
         seen.append(Path(src).read_text())
         real_link(src, dst)
         seen.append(Path(dst).read_text())
-    monkeypatch.setattr(cli.os, "link", link)
-    with cli.folder_lock(tmp_path): pass
+    monkeypatch.setattr(run.os, "link", link)
+    with run.folder_lock(tmp_path): pass
     assert seen == [str(os.getpid())] * 2
 
 # -- checkpoints: never run their code, never trust their numbers ----------------------------------------------------------
 def _tiny_ckpt(tmp_path, name="c.safetensors", **kw):
     from audioflamingo_lab.flamingo import build_model
-    from audioflamingo_lab.training import configure_trainable, save_checkpoint
+    from audioflamingo_lab.training import configure_trainable
+    from audioflamingo_lab.checkpoint import save_checkpoint
     torch.manual_seed(0)
     model = configure_trainable(build_model("tiny", encoder=None), "pretrain")
     return model, save_checkpoint(model, tmp_path / name, **kw)
@@ -255,7 +256,7 @@ def _set_config(**fields):
 
 def test_checkpoint_naming_a_local_folder_with_code_is_refused(tmp_path, monkeypatch):
     "A local tokenizer/LM folder with custom code: never built, never asked about, never run."
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     evil = tmp_path / "evil_lm"
     evil.mkdir()
     sentinel = tmp_path / "ran.txt"
@@ -275,7 +276,7 @@ def test_checkpoint_naming_a_local_folder_with_code_is_refused(tmp_path, monkeyp
     assert not sentinel.exists()
 
 def test_checkpoint_naming_a_hub_repo_with_code_is_refused(tmp_path, monkeypatch):
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     hub = tmp_path / "hub"
     snap = hub / "models--someone--codey" / "snapshots" / ("0" * 40)
     snap.mkdir(parents=True)
@@ -293,21 +294,21 @@ def test_checkpoint_naming_a_hub_repo_with_code_is_refused(tmp_path, monkeypatch
                                          ("media_dim", 10**9), ("audio_ffn", -1), ("xattn_heads", "8"),
                                          ("lm_config.vocab_size", 900_000)])
 def test_checkpoint_sizes_are_bounded_before_allocating(tmp_path, monkeypatch, field, value):
-    from audioflamingo_lab import training
+    from audioflamingo_lab import training, checkpoint
     _, path = _tiny_ckpt(tmp_path)
     bad = _rewrite_meta(path, tmp_path / "big.safetensors", _set_config(**{field: value}))
     if field == "lm_config.vocab_size":                                   # in bounds alone; too big together
         bad = _rewrite_meta(bad, bad, _set_config(**{"lm_config.hidden_size": 8192, "lm_config.num_hidden_layers": 64}))
-    monkeypatch.setattr(training, "_build", lambda c: pytest.fail("built a model from a tampered config"))
+    monkeypatch.setattr(checkpoint, "_build", lambda c: pytest.fail("built a model from a tampered config"))
     with pytest.raises(ValueError, match=rf"{bad}: metadata: config field {field.split('.')[0]}"):
-        training.load_checkpoint(bad)
+        checkpoint.load_checkpoint(bad)
 
 @pytest.mark.parametrize("key,value,message", [("config", "{not json", "metadata field config is not valid JSON"),
                                                ("trainable", "[]", "metadata field trainable must be a JSON dict"),
                                                ("extra", None, "metadata field extra is missing"),
                                                ("full", "yes", "metadata field full = 'yes'")])
 def test_bad_checkpoint_metadata_names_file_and_field(tmp_path, key, value, message):
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     _, path = _tiny_ckpt(tmp_path)
     def change(meta):
         if value is None: meta.pop(key)
@@ -316,7 +317,7 @@ def test_bad_checkpoint_metadata_names_file_and_field(tmp_path, key, value, mess
     with pytest.raises(ValueError, match=rf"{bad}: {message}"): load_checkpoint(bad)
 
 def test_checkpoint_with_nan_weights_is_refused(tmp_path):
-    from audioflamingo_lab.training import load_checkpoint, tensors_hash
+    from audioflamingo_lab.checkpoint import load_checkpoint, tensors_hash
     _, path = _tiny_ckpt(tmp_path)
     def nan(t): t["audio_layers.layers.layers.0.linear1.weight"][0, 0] = float("nan")
     bad = _rewrite_meta(path, tmp_path / "nan.safetensors", change_tensors=nan)
@@ -326,7 +327,7 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"holds 1 NaN/inf"): load_checkpoint(no_hash)
 
 def test_checkpoint_with_corrupted_floats_is_refused(tmp_path):
-    from audioflamingo_lab.training import load_checkpoint
+    from audioflamingo_lab.checkpoint import load_checkpoint
     _, path = _tiny_ckpt(tmp_path)
     data = bytearray(path.read_bytes())
     data[-100] ^= 0x40                                                    # one flipped bit in the last tensor's bytes
@@ -338,13 +339,13 @@ def test_checkpoint_with_corrupted_floats_is_refused(tmp_path):
 def test_a_different_lm_is_refused_by_name(tmp_path, monkeypatch):
     "A checkpoint whose LM is rebuilt (not stored) must meet the same LM it was trained on."
     import dataclasses
-    from audioflamingo_lab import training
+    from audioflamingo_lab import training, checkpoint
     from audioflamingo_lab.flamingo import build_model
     torch.manual_seed(0)
     model = training.configure_trainable(build_model("tiny", encoder=None), "pretrain")
     model.config = dataclasses.replace(model.config, lm_name="someone/the-lm")   # as if it came from the hub
-    path = training.save_checkpoint(model, tmp_path / "rebuilt.safetensors")
-    assert not training.checkpoint_info(path)["full"] and training.checkpoint_info(path)["lm_fingerprint"]
+    path = checkpoint.save_checkpoint(model, tmp_path / "rebuilt.safetensors")
+    assert not checkpoint.checkpoint_info(path)["full"] and checkpoint.checkpoint_info(path)["lm_fingerprint"]
     def rebuild(seed):
         def build(config):
             torch.manual_seed(seed)
@@ -352,11 +353,11 @@ def test_a_different_lm_is_refused_by_name(tmp_path, monkeypatch):
             m.config = dataclasses.replace(m.config, lm_name="someone/the-lm")
             return m
         return build
-    monkeypatch.setattr(training, "_build", rebuild(0))
-    training.load_checkpoint(path)                                        # the same LM: loads
-    monkeypatch.setattr(training, "_build", rebuild(1))                   # the hub repo changed under that name
+    monkeypatch.setattr(checkpoint, "_build", rebuild(0))
+    checkpoint.load_checkpoint(path)                                        # the same LM: loads
+    monkeypatch.setattr(checkpoint, "_build", rebuild(1))                   # the hub repo changed under that name
     with pytest.raises(ValueError, match=r"trained on the LM 'someone/the-lm' \(fingerprint \w+\), but the LM built"):
-        training.load_checkpoint(path)
+        checkpoint.load_checkpoint(path)
 
 # -- a full disk while writing last.ckpt ---------------------------------------------------------------------------------
 def _full_disk(monkeypatch):
@@ -380,7 +381,7 @@ def _full_disk(monkeypatch):
 
 def test_full_disk_during_last_ckpt_keeps_the_good_one(tmp_path, monkeypatch):
     from lightning.pytorch.plugins.io import TorchCheckpointIO
-    from audioflamingo_lab.training import AtomicCheckpointIO
+    from audioflamingo_lab.checkpoint import AtomicCheckpointIO
     good, new = {"step": 4, "w": torch.arange(1000.)}, {"step": 8, "w": torch.arange(2000.)}
     for name, io in (("lightning", TorchCheckpointIO()), ("atomic", AtomicCheckpointIO())):
         last = tmp_path / name / "last.ckpt"
@@ -400,7 +401,7 @@ def test_full_disk_during_last_ckpt_keeps_the_good_one(tmp_path, monkeypatch):
     assert torch.load(last, weights_only=True)["step"] == 8 and torch.load(last.with_name("last.ckpt.prev"), weights_only=True)["step"] == 4
 
 def test_unreadable_last_ckpt_resumes_from_the_previous_good_one(tmp_path):
-    from audioflamingo_lab.cli import prepare_run_dir
+    from audioflamingo_lab.run import prepare_run_dir
     run, _ = prepare_run_dir(tmp_path / "run", config={"seed": 0})
     (run / "checkpoints").mkdir()
     torch.save({"step": 4}, run / "checkpoints/last.ckpt.prev")
@@ -439,7 +440,7 @@ def test_empty_train_split_is_refused_naming_the_file(tmp_path, tiny):
         _dm(tiny.tokenizer, {str(only_val): 1.0}).setup("fit")
 
 def test_afl_train_on_an_empty_manifest_fails_and_writes_no_model(tmp_path):
-    from audioflamingo_lab.cli import train, DataSection, TrainerSection
+    from audioflamingo_lab.run import train, DataSection, TrainerSection
     (tmp_path / "empty.jsonl").write_text("")
     data = DataSection(train={str(tmp_path / "empty.jsonl"): 1.0}, cache=str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="empty.jsonl: the train split is empty"):
@@ -452,7 +453,8 @@ def _fit(tmp_path, name, max_steps, init_seed, callbacks=(), ckpt_path=None, eve
     from lightning.pytorch.callbacks import ModelCheckpoint
     from audioflamingo_lab.core import seed_everything
     from audioflamingo_lab.flamingo import build_model
-    from audioflamingo_lab.training import FlamingoModule, AtomicCheckpointIO
+    from audioflamingo_lab.training import FlamingoModule
+    from audioflamingo_lab.checkpoint import AtomicCheckpointIO
     seed_everything(init_seed)
     module = FlamingoModule(model=build_model("tiny", encoder=None), mode="pretrain", lr=3e-3)
     dm = _dm(module.model.tokenizer, [(_items(10), 1.0)])

@@ -3,8 +3,9 @@ import pytest, torch
 from audioflamingo_lab.core import Item, seed_everything
 from audioflamingo_lab.template import render, collate_rendered, token_ids
 from audioflamingo_lab.flamingo import build_model
-from audioflamingo_lab.training import (configure_trainable, group_counts, trainable_table, optimizer_groups, save_checkpoint,
-                                        load_checkpoint, checkpoint_info, FlamingoModule, gate_logs, new_token_ids)
+from audioflamingo_lab.training import (configure_trainable, group_counts, trainable_table, optimizer_groups,
+                                        FlamingoModule, gate_logs, new_token_ids)
+from audioflamingo_lab.checkpoint import save_checkpoint, load_checkpoint, checkpoint_info
 
 ANSWERS = ["a dog barks twice.", "rain falls on a roof.", "a bell rings.", "birds chirp outdoors."]
 

@@ -3,9 +3,9 @@ import json, io
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pytest, soundfile as sf, torch
-from audioflamingo_lab.widgets import (GateInspector, AttentionExplorer, RetrievalBrowser, FewShotExplorer, checkpoint_gates,
-                                       window_labels, episodes_batch, ALL_CLASSES)
-from audioflamingo_lab.training import load_checkpoint
+from audioflamingo_lab.widgets import (GateInspector, AttentionExplorer, RetrievalBrowser, FewShotExplorer, window_labels,
+                                       episodes_batch, ALL_CLASSES)
+from audioflamingo_lab.checkpoint import checkpoint_gates, load_checkpoint
 from audioflamingo_lab.xattn import media_attention_mask
 from audioflamingo_lab.audio import load_audio
 from _widgets_run import tiny_run
@@ -155,3 +155,15 @@ def test_fewshot_explorer_points_equal_reports(tmp_path):
     assert fe.class_points[("b", "rag")] == want
     fe.class_pick.value = ALL_CLASSES
     assert fe.class_bars[("b", "rag/4", "dog")] == [r["score"] for r in res if r["shots"] == 4 and r["select"] == "rag"][0]
+
+def test_tiny_run_trains_with_lightning_and_its_checkpoints_carry_the_gates(run):
+    "One training loop: the widgets' example run is FlamingoModule + lightning.Trainer, saving loadable checkpoints."
+    import inspect
+    from audioflamingo_lab import widgets
+    from audioflamingo_lab.checkpoint import checkpoint_info
+    assert not hasattr(widgets, "_batches") and "L.Trainer(" in inspect.getsource(widgets.tiny_trained_run)
+    assert [p.name for p in run.checkpoints] == ["step00002.safetensors", "step00004.safetensors", "step00006.safetensors"]
+    for path, step in zip(run.checkpoints, (2, 4, 6)):
+        extra = checkpoint_info(path)["extra"]
+        assert extra["step"] == step and isinstance(extra["loss"], float) and extra["loss"] > 0
+        assert list(checkpoint_gates(path)) == [g["layer"] for g in run.model.gate_values()]
