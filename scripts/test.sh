@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: setup, then notebooks/library agreement, stripped outputs, the wheel (scripts/wheel_check.sh),
+# The test command: setup, then notebooks/library agreement, stripped outputs, ruff, the wheel (scripts/wheel_check.sh),
 # nbdev_test, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,10 @@ bad = [str(p) for p in sorted(pathlib.Path("nbs").rglob("*.ipynb")) if ".ipynb_c
        and any(c.get("outputs") or c.get("execution_count") for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")]
 if bad: sys.exit("FAIL: notebooks with outputs committed (run nbdev_clean): " + " ".join(bad))
 PY
+
+echo "== ruff (format and lint, line length 120)"
+ruff format --check nbs tests data_recipes benchmarks scripts
+ruff check nbs tests data_recipes benchmarks scripts audioflamingo_lab
 
 echo "== the wheel: built, installed in a venv of its own, used through afl"
 bash scripts/wheel_check.sh
