@@ -17,107 +17,162 @@ __all__ = ['MIN_PEAK', 'load_audio', 'windows_for_samples', 'num_windows', 'slid
 # %% ../nbs/01_audio.ipynb #c61055a6
 def _open_info(path) -> sf._SoundFileInfo:
     "Check that `path` exists and soundfile can parse its header."
-    if not os.path.exists(path): raise AudioError(path, "file not found")
-    if os.path.isdir(path): raise AudioError(path, "is a directory, not an audio file")
-    try: return sf.info(str(path))
-    except Exception as e: raise AudioError(path, f"cannot be read as audio ({e})") from None
+    if not os.path.exists(path):
+        raise AudioError(path, "file not found")
+    if os.path.isdir(path):
+        raise AudioError(path, "is a directory, not an audio file")
+    try:
+        return sf.info(str(path))
+    except Exception as e:
+        raise AudioError(path, f"cannot be read as audio ({e})") from None
 
-MIN_PEAK = 10 ** (-50 / 20)   # -50 dBFS: quieter clips are scaled as if this were their peak, so dither stays quiet
+
+MIN_PEAK = 10 ** (-50 / 20)  # -50 dBFS: quieter clips are scaled as if this were their peak, so dither stays quiet
+
 
 def _promised_frames(info) -> int | None:
     "Frames the header of a WAV/AIFF promises, when libsndfile found fewer bytes on disk (it clamps silently)."
     m = re.search(r"\ndata\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info or "")
-    if not m or int(m.group(1)) <= int(m.group(2)): return None
+    if not m or int(m.group(1)) <= int(m.group(2)):
+        return None
     return int(m.group(1)) * info.frames // max(int(m.group(2)), 1)
 
-def load_audio(path, sample_rate: int, start: float | None = None, duration: float | None = None,
-               normalize: bool = True, max_seconds: float | None = None, min_peak: float = MIN_PEAK) -> np.ndarray:
+
+def load_audio(
+    path,
+    sample_rate: int,
+    start: float | None = None,
+    duration: float | None = None,
+    normalize: bool = True,
+    max_seconds: float | None = None,
+    min_peak: float = MIN_PEAK,
+) -> np.ndarray:
     """Read `path` (segment `[start, start+duration)` in seconds) as mono float32 at `sample_rate`, peak-normalised.
     `max_seconds` reads at most that much from disk (long files are never decoded in full to keep a few windows)."""
     info = _open_info(path)
     if (promised := _promised_frames(info)) is not None:
-        warnings.warn(f"{path}: truncated file: the header promises {promised / info.samplerate:.2f} s, only "
-                      f"{info.frames / info.samplerate:.2f} s are present; using what is there", stacklevel=2)
-    if info.frames == 0: raise AudioError(path, "file is empty (0 samples)")
+        warnings.warn(
+            f"{path}: truncated file: the header promises {promised / info.samplerate:.2f} s, only "
+            f"{info.frames / info.samplerate:.2f} s are present; using what is there",
+            stacklevel=2,
+        )
+    if info.frames == 0:
+        raise AudioError(path, "file is empty (0 samples)")
     sr_in = info.samplerate
     first = 0 if start is None else round(start * sr_in)
-    if first < 0: raise AudioError(path, f"start={start} s is negative")
+    if first < 0:
+        raise AudioError(path, f"start={start} s is negative")
     if first >= info.frames:
         raise AudioError(path, f"start={start} s is beyond the end of the file ({info.frames / sr_in:.3f} s)")
-    if duration is not None and duration <= 0: raise AudioError(path, f"duration={duration} s must be > 0")
+    if duration is not None and duration <= 0:
+        raise AudioError(path, f"duration={duration} s must be > 0")
     count = -1 if duration is None else max(1, round(duration * sr_in))
-    if max_seconds is not None:                                          # +1: resampling needs the last frame
+    if max_seconds is not None:  # +1: resampling needs the last frame
         cap = math.ceil(max_seconds * sr_in) + 1
         count = cap if count < 0 else min(count, cap)
     try:
         with sf.SoundFile(str(path)) as f:
-            if first: f.seek(first)
-            x = f.read(frames=count, dtype="float32", always_2d=True)   # (frames, channels)
-    except Exception as e: raise AudioError(path, f"cannot be decoded ({e})") from None
-    if x.size == 0: raise AudioError(path, "no samples could be read (truncated file?)")
-    if not np.isfinite(x).all(): raise AudioError(path, "contains NaN or infinite samples")
-    x = x.mean(axis=1)                                                   # mono: mean of the channels
-    if sr_in != sample_rate: x = soxr.resample(x, sr_in, sample_rate, quality="HQ")
-    if max_seconds is not None: x = x[:round(max_seconds * sample_rate)]
+            if first:
+                f.seek(first)
+            x = f.read(frames=count, dtype="float32", always_2d=True)  # (frames, channels)
+    except Exception as e:
+        raise AudioError(path, f"cannot be decoded ({e})") from None
+    if x.size == 0:
+        raise AudioError(path, "no samples could be read (truncated file?)")
+    if not np.isfinite(x).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    x = x.mean(axis=1)  # mono: mean of the channels
+    if sr_in != sample_rate:
+        x = soxr.resample(x, sr_in, sample_rate, quality="HQ")
+    if max_seconds is not None:
+        x = x[: round(max_seconds * sample_rate)]
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if normalize:                                                        # silence stays silent (no 0/0), hiss stays hiss
+    if normalize:  # silence stays silent (no 0/0), hiss stays hiss
         x = x / max(float(np.abs(x).max()), min_peak)
     return x.astype(np.float32, copy=False)
 
 # %% ../nbs/01_audio.ipynb #a6795140
 def windows_for_samples(n_samples: int, window: int, hop: int) -> int:
     "Number of windows of `window` samples at stride `hop` needed to cover `n_samples` (no cap)."
-    if n_samples <= window: return 1
-    return 1 + -(-(n_samples - window) // hop)                          # ceil division on integers
+    if n_samples <= window:
+        return 1
+    return 1 + -(-(n_samples - window) // hop)  # ceil division on integers
 
-def num_windows(seconds: float, window_s: float = 7.0, hop_s: float = 1.75, max_windows: int | None = 16,
-                sample_rate: int = 48_000) -> int:
+
+def num_windows(
+    seconds: float, window_s: float = 7.0, hop_s: float = 1.75, max_windows: int | None = 16, sample_rate: int = 48_000
+) -> int:
     "Windows for a `seconds`-long clip (counted on a `sample_rate` grid), capped at `max_windows` (None = no cap)."
     n = windows_for_samples(round(seconds * sample_rate), round(window_s * sample_rate), round(hop_s * sample_rate))
     return n if max_windows is None else min(n, max_windows)
 
 # %% ../nbs/01_audio.ipynb #35b7e658
-def sliding_windows(waveform, sample_rate: int, window_s: float = 7.0, hop_s: float = 1.75,
-                    max_windows: int | None = 16, pad: bool = True, on_long: str = "crop",
-                    source=None) -> tuple[torch.Tensor, torch.Tensor]:
+def sliding_windows(
+    waveform,
+    sample_rate: int,
+    window_s: float = 7.0,
+    hop_s: float = 1.75,
+    max_windows: int | None = 16,
+    pad: bool = True,
+    on_long: str = "crop",
+    source=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     "Cut a 1-D waveform into overlapping windows: `(windows (n, W) float32, mask (n,) bool)`."
-    if on_long not in ("crop", "error"): raise ValueError(f"on_long must be 'crop' or 'error', got {on_long!r}")
+    if on_long not in ("crop", "error"):
+        raise ValueError(f"on_long must be 'crop' or 'error', got {on_long!r}")
     name = source if source is not None else "<waveform>"
     wave = torch.as_tensor(np.asarray(waveform) if not torch.is_tensor(waveform) else waveform, dtype=torch.float32)
-    if wave.ndim != 1: raise AudioError(name, f"expected a 1-D waveform, got shape {tuple(wave.shape)}")
-    if wave.numel() == 0: raise AudioError(name, "waveform is empty (0 samples)")
+    if wave.ndim != 1:
+        raise AudioError(name, f"expected a 1-D waveform, got shape {tuple(wave.shape)}")
+    if wave.numel() == 0:
+        raise AudioError(name, "waveform is empty (0 samples)")
     W, H = round(window_s * sample_rate), round(hop_s * sample_rate)
-    if not 0 < H <= W: raise ValueError(f"need 0 < hop_s <= window_s, got window_s={window_s}, hop_s={hop_s}")
+    if not 0 < H <= W:
+        raise ValueError(f"need 0 < hop_s <= window_s, got window_s={window_s}, hop_s={hop_s}")
     n = windows_for_samples(wave.numel(), W, H)
     if max_windows is not None and n > max_windows:
         covered = W + (max_windows - 1) * H
-        msg = (f"{wave.numel() / sample_rate:.2f} s is longer than the {covered / sample_rate:.2f} s that "
-               f"{max_windows} windows cover")
-        if on_long == "error": raise AudioError(name, msg)
+        msg = (
+            f"{wave.numel() / sample_rate:.2f} s is longer than the {covered / sample_rate:.2f} s that "
+            f"{max_windows} windows cover"
+        )
+        if on_long == "error":
+            raise AudioError(name, msg)
         warnings.warn(f"{name}: {msg}; dropping the last {(wave.numel() - covered) / sample_rate:.2f} s", stacklevel=2)
         n = max_windows
     length = W + (n - 1) * H
-    wave = torch.nn.functional.pad(wave[:length], (0, max(0, length - wave.numel())))   # right-pad with zeros
-    windows = wave.unfold(0, W, H).contiguous()                                         # (n, W)
+    wave = torch.nn.functional.pad(wave[:length], (0, max(0, length - wave.numel())))  # right-pad with zeros
+    windows = wave.unfold(0, W, H).contiguous()  # (n, W)
     mask = torch.ones(n, dtype=torch.bool)
     if pad and max_windows is not None and n < max_windows:
         windows = torch.cat([windows, windows.new_zeros(max_windows - n, W)])
         mask = torch.cat([mask, mask.new_zeros(max_windows - n)])
     return windows, mask
 
-def load_windows(path, sample_rate: int, window_s: float = 7.0, hop_s: float = 1.75, max_windows: int | None = 16,
-                 start: float | None = None, duration: float | None = None, pad: bool = True,
-                 on_long: str = "crop") -> tuple[torch.Tensor, torch.Tensor]:
+
+def load_windows(
+    path,
+    sample_rate: int,
+    window_s: float = 7.0,
+    hop_s: float = 1.75,
+    max_windows: int | None = 16,
+    start: float | None = None,
+    duration: float | None = None,
+    pad: bool = True,
+    on_long: str = "crop",
+) -> tuple[torch.Tensor, torch.Tensor]:
     "`load_audio` + `sliding_windows`, decoding (and resampling) only the seconds the windows keep."
     keep = None
     if max_windows is not None:
         covered = (round(window_s * sample_rate) + (max_windows - 1) * round(hop_s * sample_rate)) / sample_rate
         info = _open_info(path)
         available = info.frames / info.samplerate - (start or 0.0)
-        if duration is not None: available = min(available, duration)
-        if round(available * sample_rate) > round(covered * sample_rate):   # the same message sliding_windows gives
+        if duration is not None:
+            available = min(available, duration)
+        if round(available * sample_rate) > round(covered * sample_rate):  # the same message sliding_windows gives
             msg = f"{available:.2f} s is longer than the {covered:.2f} s that {max_windows} windows cover"
-            if on_long == "error": raise AudioError(path, msg)
+            if on_long == "error":
+                raise AudioError(path, msg)
             warnings.warn(f"{path}: {msg}; dropping the last {available - covered:.2f} s", stacklevel=2)
             keep = covered
     wave = load_audio(path, sample_rate, start, duration, max_seconds=keep)

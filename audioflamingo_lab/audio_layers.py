@@ -24,28 +24,48 @@ def sinusoid_table(n: int, dim: int) -> torch.Tensor:
 # %% ../nbs/03_audio_layers.ipynb #0301118b
 class AudioTransformer(nn.Module):
     "Per-audio Transformer over window embeddings: positions restart at every audio, padded windows are never attended."
-    def __init__(self, input_dim: int, dim: int, depth: int = 3, heads: int = 8, ffn: int = 2048, max_windows: int = 16,
-                 positions: str = "sinusoidal", norm_first: bool = False, dropout: float = 0.0):
+
+    def __init__(
+        self,
+        input_dim: int,
+        dim: int,
+        depth: int = 3,
+        heads: int = 8,
+        ffn: int = 2048,
+        max_windows: int = 16,
+        positions: str = "sinusoidal",
+        norm_first: bool = False,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        if positions not in ("sinusoidal", "learned"): raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {positions!r}")
+        if positions not in ("sinusoidal", "learned"):
+            raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {positions!r}")
         self.dim, self.max_windows = dim, max_windows
         self.proj = nn.Linear(input_dim, dim) if input_dim != dim else nn.Identity()
-        self.scale = math.sqrt(dim)                     # AF1 multiplies the input by sqrt(d) before adding positions
-        if positions == "learned": self.pos = nn.Parameter(0.02 * torch.randn(max_windows, dim))
-        else: self.register_buffer("pos", sinusoid_table(max_windows, dim), persistent=False)
+        self.scale = math.sqrt(dim)  # AF1 multiplies the input by sqrt(d) before adding positions
+        if positions == "learned":
+            self.pos = nn.Parameter(0.02 * torch.randn(max_windows, dim))
+        else:
+            self.register_buffer("pos", sinusoid_table(max_windows, dim), persistent=False)
         self.norm_in = nn.LayerNorm(dim, eps=1e-6)
-        layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout, activation="relu", batch_first=True, norm_first=norm_first)
-        self.layers = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim) if norm_first else None,
-                                            enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, ffn, dropout, activation="relu", batch_first=True, norm_first=norm_first
+        )
+        self.layers = nn.TransformerEncoder(
+            layer, depth, norm=nn.LayerNorm(dim) if norm_first else None, enable_nested_tensor=False
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        "x (B, A, n, input_dim), mask (B, A, n) bool (True = real window) -> (B, A, n, dim); pads and empty audios are 0."
+        """x (B, A, n, input_dim), mask (B, A, n) bool (True = real window) -> (B, A, n, dim); pads and empty audios are
+        0."""
         B, A, n, _ = x.shape
-        if n > self.max_windows: raise ValueError(f"{n} windows per audio > max_windows={self.max_windows}")
-        if mask is None: mask = torch.ones(B, A, n, dtype=torch.bool, device=x.device)
+        if n > self.max_windows:
+            raise ValueError(f"{n} windows per audio > max_windows={self.max_windows}")
+        if mask is None:
+            mask = torch.ones(B, A, n, dtype=torch.bool, device=x.device)
         mask = mask.bool()
         flat_x, flat_mask = x.reshape(B * A, n, -1), mask.reshape(B * A, n)
-        keep = flat_mask.any(-1)                        # audios with a real window; the rest stay zero
+        keep = flat_mask.any(-1)  # audios with a real window; the rest stay zero
         h = self.proj(flat_x[keep]) * self.scale + self.pos[:n].to(x.dtype)
         h = self.layers(self.norm_in(h), src_key_padding_mask=~flat_mask[keep])
         out = h.new_zeros(B * A, n, self.dim)

@@ -16,26 +16,31 @@ __all__ = ['QuestionTooLong', 'shared_prefix', 'ChatSession']
 class QuestionTooLong(ValueError):
     "The new question alone does not fit the model's `max_tokens`: that turn is refused, the conversation goes on."
 
+
 def shared_prefix(a: list[int], b: list[int]) -> int:
     "How many leading ids `a` and `b` have in common."
     n = 0
     for x, y in zip(a, b):
-        if x != y: break
+        if x != y:
+            break
         n += 1
     return n
 
 # %% ../nbs/14_chat.ipynb #47b83408
 class ChatSession:
     "A conversation about one clip (or none): the audio is encoded once and, with `reuse_cache`, each earlier turn too."
+
     def __init__(self, model, audio=None, max_new_tokens: int = 64, reuse_cache: bool = True, **decoding):
         if reuse_cache and (decoding.get("num_beams", 1) > 1 or decoding.get("num_return_sequences", 1) > 1):
-            raise ValueError("reuse_cache keeps the keys/values of one sequence: "
-                             "pass reuse_cache=False for beam search or several sequences")
+            raise ValueError(
+                "reuse_cache keeps the keys/values of one sequence: "
+                "pass reuse_cache=False for beam search or several sequences"
+            )
         self.model, self.audio, self.reuse_cache = model, audio, reuse_cache
         self.decoding = dict(max_new_tokens=max_new_tokens, **decoding)
         self.turns: list[dict] = []
         self.audio_embeds = self.media_mask = None
-        if audio is not None:            # the media cache: window embeddings computed once for all turns
+        if audio is not None:  # the media cache: window embeddings computed once for all turns
             self.audio_embeds, self.media_mask = audio_embeds(model, [audio])
         self.reset()
 
@@ -43,31 +48,39 @@ class ChatSession:
         "The rendered inference prompt for the next turn (transcript + new user turn, ending at `<SEP>`)."
         try:
             audio = None if self.audio is None else str(self.audio)
-            return render_chat(self.turns, self.model.tokenizer, next_user=user, audio=audio,
-                               max_tokens=self.model.config.max_tokens)
-        except ValueError as e:          # the transcript is well formed: only the new turn can be too long
+            return render_chat(
+                self.turns, self.model.tokenizer, next_user=user, audio=audio, max_tokens=self.model.config.max_tokens
+            )
+        except ValueError as e:  # the transcript is well formed: only the new turn can be too long
             reason = str(e).removeprefix("chat: ")
             raise QuestionTooLong(f"question too long for this model ({reason}): ask a shorter one") from None
 
     def _continue_cache(self, ids: list[int]) -> dict:
         "Crop the cache to what `ids` shares with it (at least one token is left to feed); the kwargs for generate."
         keep = min(shared_prefix(self.cached_ids, ids), len(ids) - 1)
-        self.cache.crop(keep - self.cache.get_seq_length())      # a negative count removes that many tokens
+        self.cache.crop(keep - self.cache.get_seq_length())  # a negative count removes that many tokens
         return {"cache": self.cache}
 
     @torch.no_grad()
     def ask(self, user: str) -> str:
         "One turn: the model's answer, which joins the transcript. The generate output is kept in `last_output`."
-        if not user.strip(): raise ValueError("empty question")
+        if not user.strip():
+            raise ValueError("empty question")
         r = self.prompt(user)
         ids = torch.tensor([r.input_ids], device=model_device(self.model))
         cache_kwargs = self._continue_cache(r.input_ids) if self.reuse_cache else {}
-        out = self.model.generate(ids, torch.ones_like(ids), audio_embeds=self.audio_embeds, media_mask=self.media_mask,
-                                  **self.decoding, **cache_kwargs)
+        out = self.model.generate(
+            ids,
+            torch.ones_like(ids),
+            audio_embeds=self.audio_embeds,
+            media_mask=self.media_mask,
+            **self.decoding,
+            **cache_kwargs,
+        )
         self.last_output, sequence = out, (out.sequences if hasattr(out, "sequences") else out)[0]
-        if self.reuse_cache:             # the cache holds all but the last generated token (never fed back)
+        if self.reuse_cache:  # the cache holds all but the last generated token (never fed back)
             self.cached_ids = sequence[: self.cache.get_seq_length()].tolist()
-        answer = self.model.tokenizer.decode(sequence[ids.shape[1]:], skip_special_tokens=True).strip()
+        answer = self.model.tokenizer.decode(sequence[ids.shape[1] :], skip_special_tokens=True).strip()
         self.turns.append({"user": user, "assistant": answer})
         return answer
 

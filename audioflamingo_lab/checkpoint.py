@@ -20,20 +20,42 @@ __all__ = ['SIZE_BOUNDS', 'LM_BOUNDS', 'MAX_PARAMS', 'FORMAT', 'check_config', '
 # %% ../nbs/07a_checkpoint.ipynb #99c6b2a2
 # sane bounds for every size a checkpoint's config may ask for: a tampered number is refused before anything is
 # allocated
-SIZE_BOUNDS = {"xattn_every": (1, 1024), "xattn_from": (0, 1024), "xattn_heads": (1, 256), "xattn_dim_head": (1, 1024),
-               "xattn_ff_mult": (1, 16), "media_dim": (1, 16384), "audio_depth": (0, 64), "audio_heads": (1, 256),
-               "audio_ffn": (1, 65536), "encoder_dim": (1, 16384), "max_windows": (1, 1024), "max_audios": (1, 256),
-               "max_tokens": (1, 131072)}
-LM_BOUNDS = {"vocab_size": (1, 1_000_000), "hidden_size": (1, 16384), "num_hidden_layers": (1, 256),
-             "num_attention_heads": (1, 256), "num_key_value_heads": (1, 256), "intermediate_size": (1, 65536),
-             "ffn_dim": (1, 65536), "max_position_embeddings": (1, 131072), "word_embed_proj_dim": (1, 16384)}
-MAX_PARAMS = 4e9                 # a random-init model larger than this (AF1 is ~2.2 B) is refused: a 17 GB surprise
+SIZE_BOUNDS = {
+    "xattn_every": (1, 1024),
+    "xattn_from": (0, 1024),
+    "xattn_heads": (1, 256),
+    "xattn_dim_head": (1, 1024),
+    "xattn_ff_mult": (1, 16),
+    "media_dim": (1, 16384),
+    "audio_depth": (0, 64),
+    "audio_heads": (1, 256),
+    "audio_ffn": (1, 65536),
+    "encoder_dim": (1, 16384),
+    "max_windows": (1, 1024),
+    "max_audios": (1, 256),
+    "max_tokens": (1, 131072),
+}
+LM_BOUNDS = {
+    "vocab_size": (1, 1_000_000),
+    "hidden_size": (1, 16384),
+    "num_hidden_layers": (1, 256),
+    "num_attention_heads": (1, 256),
+    "num_key_value_heads": (1, 256),
+    "intermediate_size": (1, 65536),
+    "ffn_dim": (1, 65536),
+    "max_position_embeddings": (1, 131072),
+    "word_embed_proj_dim": (1, 16384),
+}
+MAX_PARAMS = 4e9  # a random-init model larger than this (AF1 is ~2.2 B) is refused: a 17 GB surprise
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 
+
 def _bounded(where: str, field: str, value, lo: int, hi: int):
-    if value is None: return
+    if value is None:
+        return
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ValueError(f"{where}: config field {field} = {value!r} is outside [{lo}, {hi}]")
+
 
 def _lm_params(c: dict) -> float:
     "A rough parameter count of a random-init LM (embeddings + attention + MLP per layer)."
@@ -41,36 +63,47 @@ def _lm_params(c: dict) -> float:
     ff = c.get("intermediate_size") or c.get("ffn_dim") or 4 * h
     return (c.get("vocab_size") or 50_000) * h * 2 + n * (4 * h * h + 3 * h * ff)
 
+
 def check_config(config: dict, where: str = "config") -> dict:
     "Refuse unknown fields, out-of-range sizes and non-hub LM/tokenizer sources before any model is built."
     if not isinstance(config, dict):
         raise ValueError(f"{where}: config must be a JSON object, got {type(config).__name__}")
     known = {f.name for f in dataclasses.fields(_flamingo.FlamingoConfig)}
-    if unknown := sorted(set(config) - known): raise ValueError(f"{where}: unknown config field(s) {unknown}")
-    for k, (lo, hi) in SIZE_BOUNDS.items(): _bounded(where, k, config.get(k), lo, hi)
+    if unknown := sorted(set(config) - known):
+        raise ValueError(f"{where}: unknown config field(s) {unknown}")
+    for k, (lo, hi) in SIZE_BOUNDS.items():
+        _bounded(where, k, config.get(k), lo, hi)
     lm_config = config.get("lm_config") or {}
-    if not isinstance(lm_config, dict): raise ValueError(f"{where}: config field lm_config must be an object")
-    for k, (lo, hi) in LM_BOUNDS.items(): _bounded(where, f"lm_config.{k}", lm_config.get(k), lo, hi)
+    if not isinstance(lm_config, dict):
+        raise ValueError(f"{where}: config field lm_config must be an object")
+    for k, (lo, hi) in LM_BOUNDS.items():
+        _bounded(where, f"lm_config.{k}", lm_config.get(k), lo, hi)
     if config.get("lm_name") is None and lm_config and _lm_params(lm_config) > MAX_PARAMS:
         raise ValueError(
             f"{where}: config field lm_config asks for a ~{_lm_params(lm_config) / 1e9:.0f} B-parameter LM "
             f"(limit {MAX_PARAMS / 1e9:.0f} B)"
         )
-    for field in ("lm_name", "tokenizer"): check_source(config.get(field), f"{where}: config field {field}")
+    for field in ("lm_name", "tokenizer"):
+        check_source(config.get(field), f"{where}: config field {field}")
     return config
 
 # %% ../nbs/07a_checkpoint.ipynb #a8d84ab8
 def _hub_file(name: str, filename: str) -> Path | None:
     "The cached copy of a hub repo's file (no download), or None."
     from huggingface_hub import try_to_load_from_cache
-    try: got = try_to_load_from_cache(name, filename)
-    except Exception: return None
+
+    try:
+        got = try_to_load_from_cache(name, filename)
+    except Exception:
+        return None
     return Path(got) if isinstance(got, str) else None
+
 
 def check_source(name, where: str):
     """A checkpoint may name a preset LM (`smollm2`) or a hub-style name (`org/model`), never a local folder, and never
     a repo that carries its own code (`auto_map`): loading a checkpoint must not be able to run code."""
-    if name is None or name == "smollm2": return
+    if name is None or name == "smollm2":
+        return
     if not isinstance(name, str) or not _HUB_NAME.match(name) or ".." in name:
         raise ValueError(f"{where} = {name!r} is not a preset or a hub-style name (org/model)")
     if os.path.exists(name) or os.path.isabs(name):
@@ -82,6 +115,7 @@ def check_source(name, where: str):
 
 # %% ../nbs/07a_checkpoint.ipynb #8bca112c
 FORMAT = "audioflamingo-lab/checkpoint-v1"
+
 
 def _encoder_key(model) -> str:
     enc = getattr(model, "encoder", None)
@@ -97,6 +131,7 @@ def tensors_hash(tensors: dict) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
+
 def lm_fingerprint(model, saved: set[str]) -> str:
     """Hash of the LM tensors a checkpoint does NOT store (they are rebuilt): names, shapes and a strided sample of
     values."""
@@ -105,7 +140,7 @@ def lm_fingerprint(model, saved: set[str]) -> str:
     for k in sorted(n for n in state if n.startswith("lm.") and n not in saved):
         t = state[k].detach().reshape(-1)
         h.update(f"{k}:{t.dtype}:{tuple(state[k].shape)};".encode())
-        h.update(t[:: max(1, t.numel() // 4096)].float().cpu().numpy().tobytes())   # ~4k values per tensor: fast
+        h.update(t[:: max(1, t.numel() // 4096)].float().cpu().numpy().tobytes())  # ~4k values per tensor: fast
     return h.hexdigest()[:32]
 
 # %% ../nbs/07a_checkpoint.ipynb #cd53c371
@@ -114,6 +149,7 @@ def save_checkpoint(model, path, extra: dict | None = None, full: bool | None = 
     `only="alpha_"` keeps just the tensors whose name contains it: a small *snapshot* (e.g. the gates) that widgets can
     read but `load_checkpoint` refuses."""
     from safetensors.torch import save_file
+
     path, config = Path(path), _model_config(model)
     full = (not _rebuildable(config)) if full is None else full
     setup = getattr(model, "trainable_setup", None)
@@ -123,66 +159,96 @@ def save_checkpoint(model, path, extra: dict | None = None, full: bool | None = 
     tensors = {
         k: state[k].detach().contiguous().cpu() for k in _checkpoint_keys(model, full) if only is None or only in k
     }
-    meta = {"format": FORMAT, "config": json.dumps(config), "trainable": json.dumps(setup), "full": str(int(full)),
-            "encoder_key": _encoder_key(model), "extra": json.dumps(extra or {}), "only": only or "",
-            "sha256": tensors_hash(tensors), "lm_fingerprint": "" if full else lm_fingerprint(model, set(tensors))}
+    meta = {
+        "format": FORMAT,
+        "config": json.dumps(config),
+        "trainable": json.dumps(setup),
+        "full": str(int(full)),
+        "encoder_key": _encoder_key(model),
+        "extra": json.dumps(extra or {}),
+        "only": only or "",
+        "sha256": tensors_hash(tensors),
+        "lm_fingerprint": "" if full else lm_fingerprint(model, set(tensors)),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)                     # atomic: a crash never leaves half a checkpoint under the real name
+    tmp.replace(path)  # atomic: a crash never leaves half a checkpoint under the real name
     return path
 
 # %% ../nbs/07a_checkpoint.ipynb #26bc5354
 def _refuse_pickles(path: Path):
     "A safetensors file starts with an 8-byte header length and a JSON header; a pickle or torch.save zip is refused."
     size = path.stat().st_size
-    with path.open("rb") as f: head = f.read(9)
-    if len(head) == 9 and 8 + int.from_bytes(head[:8], "little") <= size and head[8:9] == b"{": return
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and 8 + int.from_bytes(head[:8], "little") <= size and head[8:9] == b"{":
+        return
     if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        raise ValueError(f"{path}: this is a pickle / torch.save file, which can run code when loaded; refusing it. "
-                         "Checkpoints must be safetensors files written by save_checkpoint().")
+        raise ValueError(
+            f"{path}: this is a pickle / torch.save file, which can run code when loaded; refusing it. "
+            "Checkpoints must be safetensors files written by save_checkpoint()."
+        )
     raise ValueError(f"{path}: not a safetensors file (no safetensors header)")
 
 # %% ../nbs/07a_checkpoint.ipynb #87bf8b01
 def checkpoint_info(path) -> dict:
     "The metadata of a checkpoint: format, config, trainable setup, full, extra (no tensors are read)."
     from safetensors import safe_open
+
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
     _refuse_pickles(path)
     try:
-        with safe_open(str(path), "pt") as f: meta, keys = f.metadata() or {}, list(f.keys())
-    except Exception as e: raise ValueError(f"{path}: not a safetensors file ({e})") from None
+        with safe_open(str(path), "pt") as f:
+            meta, keys = f.metadata() or {}, list(f.keys())
+    except Exception as e:
+        raise ValueError(f"{path}: not a safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an audioflamingo-lab checkpoint (format={meta.get('format')!r})")
     config = _flamingo.renamed_fields(_meta_json(path, meta, "config", dict), f"{path}: metadata")
-    info = {"config": config, "trainable": _meta_json(path, meta, "trainable", dict),
-            "full": meta.get("full") == "1", "encoder_key": meta.get("encoder_key", ""),
-            "extra": _meta_json(path, meta, "extra", dict), "keys": keys, "only": meta.get("only", ""),
-            "sha256": meta.get("sha256", ""), "lm_fingerprint": meta.get("lm_fingerprint", "")}
+    info = {
+        "config": config,
+        "trainable": _meta_json(path, meta, "trainable", dict),
+        "full": meta.get("full") == "1",
+        "encoder_key": meta.get("encoder_key", ""),
+        "extra": _meta_json(path, meta, "extra", dict),
+        "keys": keys,
+        "only": meta.get("only", ""),
+        "sha256": meta.get("sha256", ""),
+        "lm_fingerprint": meta.get("lm_fingerprint", ""),
+    }
     if meta.get("full") not in ("0", "1"):
         raise ValueError(f"{path}: metadata field full = {meta.get('full')!r}, expected '0' or '1'")
     check_config(info["config"], f"{path}: metadata")
     mode = info["trainable"].get("mode")
-    if mode not in MODES: raise ValueError(f"{path}: metadata field trainable.mode = {mode!r}, expected one of {MODES}")
+    if mode not in MODES:
+        raise ValueError(f"{path}: metadata field trainable.mode = {mode!r}, expected one of {MODES}")
     return info
+
 
 def _meta_json(path, meta: dict, key: str, kind: type):
     "One JSON field of the metadata, or an error naming the file and the field."
-    if key not in meta: raise ValueError(f"{path}: metadata field {key} is missing")
-    try: value = json.loads(meta[key])
-    except ValueError as e: raise ValueError(f"{path}: metadata field {key} is not valid JSON ({e})") from None
-    if not isinstance(value, kind): raise ValueError(f"{path}: metadata field {key} must be a JSON {kind.__name__}")
+    if key not in meta:
+        raise ValueError(f"{path}: metadata field {key} is missing")
+    try:
+        value = json.loads(meta[key])
+    except ValueError as e:
+        raise ValueError(f"{path}: metadata field {key} is not valid JSON ({e})") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{path}: metadata field {key} must be a JSON {kind.__name__}")
     return value
 
 # %% ../nbs/07a_checkpoint.ipynb #a6d3a395
 def load_checkpoint(path, map_location="cpu"):
     "Rebuild the model from the checkpoint's config and load its weights strictly (named errors, no pickle)."
     from safetensors.torch import load_file
+
     info = checkpoint_info(path)
     if info["only"]:
         raise ValueError(f"{path}: a snapshot of the {info['only']!r} tensors only, not a loadable checkpoint")
-    tensors = load_file(str(path), device="cpu")       # checked before the model (and its allocations) are built
+    tensors = load_file(str(path), device="cpu")  # checked before the model (and its allocations) are built
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ValueError(f"{path}: tensor {k} holds {int((~torch.isfinite(v)).sum())} NaN/inf value(s)")
@@ -198,9 +264,11 @@ def load_checkpoint(path, map_location="cpu"):
     expected, got = set(_checkpoint_keys(model, info["full"])), set(info["keys"])
     if expected != got:
         missing, unexpected = sorted(expected - got), sorted(got - expected)
-        raise ValueError(f"{path}: checkpoint does not match the model it describes: "
-                         f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
-                         f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+        raise ValueError(
+            f"{path}: checkpoint does not match the model it describes: "
+            f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, "
+            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
+        )
     if info["sha256"] and tensors_hash(tensors) != info["sha256"]:
         raise ValueError(f"{path}: the tensors do not match the checkpoint's content hash (corrupted file?)")
     if info["lm_fingerprint"] and lm_fingerprint(model, got) != info["lm_fingerprint"]:
@@ -222,92 +290,123 @@ def load_checkpoint(path, map_location="cpu"):
 class Snapshots(L.Callback):
     """Every `every_n_steps` optimizer steps and at the end, save the model to `folder/{prefix}{step}.safetensors`;
     `only` keeps the tensors whose name holds it, `with_loss` records the last train loss next to the step."""
-    def __init__(self, folder, every_n_steps: int = 25, only: str | None = None, prefix: str = "step", digits: int = 6,
-                 at_start: bool = False, with_loss: bool = False):
+
+    def __init__(
+        self,
+        folder,
+        every_n_steps: int = 25,
+        only: str | None = None,
+        prefix: str = "step",
+        digits: int = 6,
+        at_start: bool = False,
+        with_loss: bool = False,
+    ):
         self.folder, self.every, self.only = Path(folder), max(1, int(every_n_steps)), only
         self.prefix, self.digits, self.at_start, self.with_loss = prefix, digits, at_start, with_loss
 
     def _save(self, trainer, module):
         step = trainer.global_step
         path = self.folder / f"{self.prefix}{step:0{self.digits}d}.safetensors"
-        if not trainer.is_global_zero or path.exists(): return
+        if not trainer.is_global_zero or path.exists():
+            return
         extra = {"step": step}
         if self.with_loss and "train/loss" in trainer.callback_metrics:
             extra["loss"] = float(trainer.callback_metrics["train/loss"])
         save_checkpoint(module.model, path, extra=extra, only=self.only)
 
     def on_train_start(self, trainer, module):
-        if self.at_start: self._save(trainer, module)
+        if self.at_start:
+            self._save(trainer, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step % self.every == 0: self._save(trainer, module)
+        if trainer.global_step % self.every == 0:
+            self._save(trainer, module)
 
-    def on_train_end(self, trainer, module): self._save(trainer, module)
+    def on_train_end(self, trainer, module):
+        self._save(trainer, module)
 
 # %% ../nbs/07a_checkpoint.ipynb #8790290d
 class GateSnapshots(Snapshots):
     """Every `every_n_steps` optimizer steps (and at the start and end), save the gates to
     `folder/gates-step{N:06d}.safetensors`."""
+
     def __init__(self, folder, every_n_steps: int = 25):
         super().__init__(folder, every_n_steps, only="alpha_", prefix="gates-step", at_start=True)
 
 # %% ../nbs/07a_checkpoint.ipynb #6e1ee0ef
 _GATE_KEY = re.compile(r"(?:^|\.)(\d+)\.xattn\.alpha_(attn|ff)$")
 
+
 def checkpoint_gates(path) -> dict[int, tuple[float, float]]:
     "{decoder layer: (tanh(alpha_attn), tanh(alpha_ff))} read from a checkpoint file (no model is built)."
     from safetensors import safe_open
-    info, gates = checkpoint_info(path), {}                    # checkpoint_info refuses pickles and foreign files
+
+    info, gates = checkpoint_info(path), {}  # checkpoint_info refuses pickles and foreign files
     with safe_open(str(path), "pt") as f:
         for key in info["keys"]:
             if m := _GATE_KEY.search(key):
                 gates.setdefault(int(m[1]), [None, None])[m[2] == "ff"] = float(torch.tanh(f.get_tensor(key).float()))
-    if not gates: raise ValueError(f"{path}: the checkpoint holds no gate (…xattn.alpha_attn) tensors")
+    if not gates:
+        raise ValueError(f"{path}: the checkpoint holds no gate (…xattn.alpha_attn) tensors")
     return {layer: tuple(g) for layer, g in sorted(gates.items())}
+
 
 def checkpoint_step(path, position: int = 0) -> int:
     """The training step a checkpoint was saved at: `extra['step' | 'steps' | 'global_step']`, a number in its name, or
     `position`."""
     extra = checkpoint_info(path)["extra"]
     for k in ("step", "steps", "global_step"):
-        if isinstance(extra.get(k), int): return extra[k]
+        if isinstance(extra.get(k), int):
+            return extra[k]
     numbers = re.findall(r"\d+", Path(path).stem)
     return int(numbers[-1]) if numbers else position
+
 
 def find_checkpoints(checkpoints) -> list[Path]:
     "A run folder (every `*.safetensors` below it) or a list of checkpoint files."
     if isinstance(checkpoints, (str, os.PathLike)) and Path(checkpoints).is_dir():
         paths = sorted(Path(checkpoints).rglob("*.safetensors"))
-        if not paths: raise FileNotFoundError(f"{checkpoints}: no *.safetensors checkpoint in this folder")
+        if not paths:
+            raise FileNotFoundError(f"{checkpoints}: no *.safetensors checkpoint in this folder")
         return paths
     paths = [Path(p) for p in ([checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else checkpoints)]
-    if not paths: raise ValueError("no checkpoints given")
+    if not paths:
+        raise ValueError("no checkpoints given")
     return paths
 
 # %% ../nbs/07a_checkpoint.ipynb #84e5121c
 class AtomicCheckpointIO(TorchCheckpointIO):
     "Lightning checkpoints written atomically in their own folder; the version they replace is kept as `<name>.prev`."
+
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")   # same file system
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # same file system
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
-            if _readable(path): os.replace(path, path.with_name(path.name + ".prev"))   # keep the last good one
+            if _readable(path):
+                os.replace(path, path.with_name(path.name + ".prev"))  # keep the last good one
             os.replace(tmp, path)
         finally:
-            if os.path.exists(tmp): os.unlink(tmp)                 # a failed write leaves nothing behind
+            if os.path.exists(tmp):
+                os.unlink(tmp)  # a failed write leaves nothing behind
+
 
 def _readable(path: Path, full: bool = False) -> bool:
     "A torch.save zip with its central directory (a truncated write has none); `full` also checks every CRC."
-    if not path.is_file() or not zipfile.is_zipfile(path): return False
-    if not full: return True
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    if not full:
+        return True
     try:
-        with zipfile.ZipFile(path) as z: return z.testzip() is None
-    except (zipfile.BadZipFile, OSError): return False
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (zipfile.BadZipFile, OSError):
+        return False
+
 
 def latest_good_checkpoint(folder, name: str = "last.ckpt") -> Path | None:
     "The checkpoint to resume from: `name` if it is readable, else its previous version (with a warning), else None."
@@ -325,6 +424,7 @@ def latest_good_checkpoint(folder, name: str = "last.ckpt") -> Path | None:
 def drop_resume_state(run) -> bool:
     "Delete `run/checkpoints` once `run/model.safetensors` exists; True if the run was finished."
     run = Path(run)
-    if not (run / "model.safetensors").is_file(): return False
+    if not (run / "model.safetensors").is_file():
+        return False
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     return True

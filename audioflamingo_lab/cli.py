@@ -14,7 +14,9 @@ __all__ = ['data_build', 'index_build', 'eval_', 'chat', 'packaged_config', 'com
 # %% ../nbs/15_cli.ipynb #64e8a8e1
 def _required(**kw):
     missing = [k for k, v in kw.items() if v is None]
-    if missing: raise SystemExit("missing required option(s): " + ", ".join("--" + k for k in missing))
+    if missing:
+        raise SystemExit("missing required option(s): " + ", ".join("--" + k for k in missing))
+
 
 def data_build(
     recipe: str,
@@ -33,6 +35,7 @@ def data_build(
         options: recipe-specific keyword arguments, e.g. '{csv: labels.csv}' for byo
     """
     import data_recipes
+
     _required(out=out)
     if recipe not in data_recipes.RECIPES:
         raise SystemExit(f"unknown recipe {recipe!r}; choose one of {', '.join(sorted(data_recipes.RECIPES))}")
@@ -59,6 +62,7 @@ def index_build(
     """
     from audioflamingo_lab.encoders import build_encoder
     from audioflamingo_lab.rag import ClipIndex
+
     _required(manifest=manifest, out=out)
     if Path(out).exists() and any(Path(out).iterdir()):
         raise FileExistsError(f"{out} is not empty: choose another --out")
@@ -71,15 +75,34 @@ def index_build(
 
 # %% ../nbs/15_cli.ipynb #c35df2e5
 def _csv(s, cast=str) -> list:
-    if isinstance(s, (list, tuple)): return [cast(x) for x in s]
+    if isinstance(s, (list, tuple)):
+        return [cast(x) for x in s]
     return [cast(x.strip()) for x in str(s).split(",") if x.strip()]
 
 # %% ../nbs/15_cli.ipynb #317a5e25
-def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None = None, shots: str = "0,1,2,4,8",
-          select: str = "random,rag", ways: int = 5, order: str = "shuffle", seeds: str = "0", controls: str = "",
-          matching: str = "strict", task: str | None = None, split: str | None = None, index: str | None = None,
-          pool: str | None = None, cache: str = ".cache/embeddings", limit: int | None = None, batch_size: int = 8,
-          max_new_tokens: int = 16, num_beams: int = 1, device: str = "auto", overwrite: bool = False):
+def eval_(
+    ckpt: str | None = None,
+    manifest: str | None = None,
+    out: str | None = None,
+    shots: str = "0,1,2,4,8",
+    select: str = "random,rag",
+    ways: int = 5,
+    order: str = "shuffle",
+    seeds: str = "0",
+    controls: str = "",
+    matching: str = "strict",
+    task: str | None = None,
+    split: str | None = None,
+    index: str | None = None,
+    pool: str | None = None,
+    cache: str = ".cache/embeddings",
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 16,
+    num_beams: int = 1,
+    device: str = "auto",
+    overwrite: bool = False,
+):
     """Few-shot evaluation with baselines and controls: report.json, predictions.jsonl and fewshot.png in --out.
 
     Args:
@@ -102,12 +125,16 @@ def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None 
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.fewshot import evaluate, prepare_out
     from audioflamingo_lab.rag import ClipIndex
+
     _required(ckpt=ckpt, manifest=manifest, out=out)
-    prepare_out(out, overwrite)                                # before loading anything: a bad --out fails at once
+    prepare_out(out, overwrite)  # before loading anything: a bad --out fails at once
     model = load_checkpoint(ckpt, map_location=_device(device)).eval()
     store = EmbeddingCache(cache, model.encoder, max_windows=model.config.max_windows)
-    idx = ClipIndex.load(index, encoder=model.encoder) if index else \
-        ClipIndex.build(pool or manifest, model.encoder, cache_root=store)     # rag's shots and knn's similarities
+    idx = (
+        ClipIndex.load(index, encoder=model.encoder)
+        if index
+        else ClipIndex.build(pool or manifest, model.encoder, cache_root=store)
+    )  # rag's shots and knn's similarities
     report = evaluate(
         model,
         manifest,
@@ -137,6 +164,7 @@ def eval_(ckpt: str | None = None, manifest: str | None = None, out: str | None 
 # %% ../nbs/15_cli.ipynb #e497d59a
 def _device(device: str) -> str:
     import torch
+
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 # %% ../nbs/15_cli.ipynb #512df877
@@ -154,19 +182,25 @@ def chat(
     """
     from audioflamingo_lab.checkpoint import load_checkpoint
     from audioflamingo_lab.chat import ChatSession, QuestionTooLong
+
     _required(ckpt=ckpt)
     session = ChatSession(
         load_checkpoint(ckpt, map_location=_device(device)).eval(), audio, max_new_tokens=max_new_tokens
     )
+
     def lines():
         if questions is not None:
             yield from questions
             return
         while True:
-            try: q = input("you> ")
-            except EOFError: return
-            if not q.strip(): return
+            try:
+                q = input("you> ")
+            except EOFError:
+                return
+            if not q.strip():
+                return
             yield q
+
     for q in lines():
         try:
             a = session.ask(q)
@@ -179,6 +213,7 @@ def chat(
 # %% ../nbs/15_cli.ipynb #1990557a
 _FLAGS = ("--quick", "--overwrite")
 
+
 def _bare_flags(argv: list[str]) -> list[str]:
     "`--quick` alone means `--quick=true` (jsonargparse wants a value)."
     out = []
@@ -187,14 +222,18 @@ def _bare_flags(argv: list[str]) -> list[str]:
         out.append(f"{a}=true" if a in _FLAGS and (nxt is None or nxt.lower() not in ("true", "false")) else a)
     return out
 
+
 def packaged_config(name: str) -> Path | None:
     "A config that ships with the package (`--config tiny-pretrain`); in a source checkout, the repo's configs/."
     import audioflamingo_lab
+
     here = Path(audioflamingo_lab.__file__).resolve().parent
     for folder in (here / "configs", here.parent / "configs"):
         path = folder / (name if name.endswith(".yaml") else f"{name}.yaml")
-        if path.is_file(): return path
+        if path.is_file():
+            return path
     return None
+
 
 def _configs(argv: list[str]) -> list[str]:
     "`--config NAME` that is not a file but a packaged config's name -> that config's path."
@@ -204,36 +243,57 @@ def _configs(argv: list[str]) -> list[str]:
             out[i + 1] = str(packaged_config(out[i + 1]))
     return out
 
+
 def commands() -> dict:
     from audioflamingo_lab.demo import demo
-    return {"data": {"build": data_build}, "index": {"build": index_build}, "train": train, "eval": eval_,
-            "chat": chat, "demo": demo}
+
+    return {
+        "data": {"build": data_build},
+        "index": {"build": index_build},
+        "train": train,
+        "eval": eval_,
+        "chat": chat,
+        "demo": demo,
+    }
 
 # %% ../nbs/15_cli.ipynb #12b52acd
 def _user_error(e: BaseException) -> bool:
     """An error the user fixes (bad manifest, missing weights, locked folder, finished run, bad option): raised with a
     message written for the user, which a traceback would only bury. Anything else is a bug and keeps its traceback."""
     import traceback
-    if isinstance(e, (ValueError, OSError, ImportError, KeyError)): return True
-    if type(e).__name__ == "MisconfigurationException": return True          # Lightning's "bad Trainer argument"
+
+    if isinstance(e, (ValueError, OSError, ImportError, KeyError)):
+        return True
+    if type(e).__name__ == "MisconfigurationException":
+        return True  # Lightning's "bad Trainer argument"
     frames = traceback.extract_tb(e.__traceback__)  # a RuntimeError this project raised itself
     ours = bool(frames) and Path(frames[-1].filename).parent.name in ("audioflamingo_lab", "data_recipes")
     return isinstance(e, RuntimeError) and ours
+
 
 def main(argv: list[str] | None = None):
     """Entry point of `afl`. An expected error prints one line `afl: error: ...`, exit code 1; `--debug` shows the
     traceback."""
     from jsonargparse import CLI
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = _configs(_bare_flags([a for a in argv if a != "--debug"]))
-    try: CLI(commands(), args=argv, as_positional=True, prog="afl",
-             description="Audio Flamingo lab. Errors print one line; add --debug (anywhere) for the traceback.")
+    try:
+        CLI(
+            commands(),
+            args=argv,
+            as_positional=True,
+            prog="afl",
+            description="Audio Flamingo lab. Errors print one line; add --debug (anywhere) for the traceback.",
+        )
     except KeyboardInterrupt:
-        if debug: raise
+        if debug:
+            raise
         print("afl: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as e:
-        if debug or not _user_error(e): raise
+        if debug or not _user_error(e):
+            raise
         print(f"afl: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -15,6 +15,7 @@ __all__ = ['AudioError', 'Item', 'Episode', 'seed_everything', 'default_device',
 # %% ../nbs/00_core.ipynb #98962d88
 class AudioError(ValueError):
     "An audio file could not be used; the message names the file and the problem."
+
     def __init__(self, path, problem: str):
         self.path, self.problem = str(path), problem
         super().__init__(f"{path}: {problem}")
@@ -23,52 +24,61 @@ class AudioError(ValueError):
 @dataclass
 class Item:
     "One manifest line: an audio clip, a task, a prompt and its answer."
+
     id: str
-    audio: str | None                       # absolute path once read; None for text-only items
-    task: str = "captioning"                # captioning | classification | aqa | dialogue | any str
+    audio: str | None  # absolute path once read; None for text-only items
+    task: str = "captioning"  # captioning | classification | aqa | dialogue | any str
     prompt: str = ""
     answer: str = ""
-    split: str = "train"                    # train | val | test
+    split: str = "train"  # train | val | test
     dataset: str = ""
-    references: list[str] = field(default_factory=list)   # more captions (CIDEr references)
-    options: list[str] = field(default_factory=list)      # shown for the query only
+    references: list[str] = field(default_factory=list)  # more captions (CIDEr references)
+    options: list[str] = field(default_factory=list)  # shown for the query only
     audio_start: float | None = None
     audio_duration: float | None = None
-    turns: list[dict] = field(default_factory=list)       # dialogue: [{"user": .., "assistant": ..}]
-    extra: dict = field(default_factory=dict)             # unknown fields, kept so nothing is lost
+    turns: list[dict] = field(default_factory=list)  # dialogue: [{"user": .., "assistant": ..}]
+    extra: dict = field(default_factory=dict)  # unknown fields, kept so nothing is lost
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (None, [], {})}
-        d.update(self.extra); return d
+        d.update(self.extra)
+        return d
 
 # %% ../nbs/00_core.ipynb #d51407f8
 @dataclass
 class Episode:
     "What one training or inference sequence is rendered from: in-context shots (maybe none), then the query."
+
     query: Item
     shots: list[Item] = field(default_factory=list)
-    select: str = "none"                    # none | random | rag | balanced: how the shots were chosen
-    shot_loss: str = "all"                  # all (AF1: every shot's answer is trained) | inferable (only answers whose
-                                            # label an earlier shot showed: relabelled episodes, where others are noise)
+    select: str = "none"  # none | random | rag | balanced: how the shots were chosen
+    shot_loss: str = "all"  # all (AF1: every shot's answer is trained) | inferable (only answers whose
+    # label an earlier shot showed: relabelled episodes, where others are noise)
 
     @property
-    def items(self) -> list[Item]: return [*self.shots, self.query]
+    def items(self) -> list[Item]:
+        return [*self.shots, self.query]
 
 # %% ../nbs/00_core.ipynb #158a31f0
 def seed_everything(seed: int = 0):
     "Seed python, numpy and torch so a run can be repeated."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
 
 # %% ../nbs/00_core.ipynb #8ab19153
 def default_device() -> torch.device:
     "CUDA if present, else MPS, else CPU (the reference assumed CUDA everywhere)."
-    if torch.cuda.is_available(): return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available(): return torch.device("mps")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
     return torch.device("cpu")
 
 # %% ../nbs/00_core.ipynb #b1f5c103
 def stable_seed(*parts) -> int:
     "A seed from names that does not collide for anagrams (the reference summed `ord`s)."
     import hashlib
+
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:4], "little")

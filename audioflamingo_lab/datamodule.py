@@ -25,10 +25,12 @@ __all__ = ['load_media', 'EpisodeDataset', 'collate', 'blend_indices', 'BlendSam
 def load_media(item: Item, cache=None, encoder=None, max_windows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """One audio as `(emb (n,D), mask (n,))` from `cache`, or raw `(windows (n,W), mask (n,))` cut for `encoder` if no
     cache."""
-    if cache is not None: return cache.get(item.audio, item.audio_start, item.audio_duration)
+    if cache is not None:
+        return cache.get(item.audio, item.audio_start, item.audio_duration)
     if encoder is None:
         raise ValueError("load_media needs an EmbeddingCache (frozen encoder) or an encoder (raw windows)")
     from audioflamingo_lab.audio import load_audio, sliding_windows
+
     wave = load_audio(item.audio, encoder.sample_rate, item.audio_start, item.audio_duration)
     return sliding_windows(
         wave, encoder.sample_rate, encoder.window_s, encoder.hop_s, max_windows=max_windows, source=item.audio
@@ -37,6 +39,7 @@ def load_media(item: Item, cache=None, encoder=None, max_windows: int = 16) -> t
 # %% ../nbs/11_datamodule.ipynb #45809a08
 class EpisodeDataset(Dataset):
     "Items or episodes -> `{'rendered': Rendered, 'media': [(x, mask), ...], 'media_key': 'audio_embeds'|'audio'}`."
+
     def __init__(
         self,
         samples: Sequence[Item | Episode],
@@ -51,9 +54,11 @@ class EpisodeDataset(Dataset):
         max_windows: int = 16,  # 16 windows = 33.25 s
         seed: int = 0,
     ):
-        if not 0.0 <= icl_prob <= 1.0: raise ValueError(f"icl_prob must be in [0, 1], got {icl_prob}")
-        if icl_prob > 0 and selector is None: raise ValueError("icl_prob > 0 needs a shot selector")
-        self.mix = selector if isinstance(selector, EpisodeMix) else None   # a mix draws its own kinds (plain ones too)
+        if not 0.0 <= icl_prob <= 1.0:
+            raise ValueError(f"icl_prob must be in [0, 1], got {icl_prob}")
+        if icl_prob > 0 and selector is None:
+            raise ValueError("icl_prob > 0 needs a shot selector")
+        self.mix = selector if isinstance(selector, EpisodeMix) else None  # a mix draws its own kinds (plain ones too)
         if not 0 <= k_range[0] <= k_range[1]:
             raise ValueError(f"k_range must be (lo, hi) with 0 <= lo <= hi, got {k_range}")
         self.samples, self.tokenizer, self.cache, self.encoder = list(samples), tokenizer, cache, encoder
@@ -62,13 +67,16 @@ class EpisodeDataset(Dataset):
         self.epoch = 0
         self.media_key = "audio_embeds" if cache is not None else "audio"
 
-    def __len__(self): return len(self.samples)
+    def __len__(self):
+        return len(self.samples)
 
     def episode(self, i: int, rng: random.Random) -> Episode:
         "The episode for index i: as given, or the query with k shots from the selector (with probability icl_prob)."
         s = self.samples[i]
-        if isinstance(s, Episode): return s
-        if self.mix is not None: return self.mix(s, rng)
+        if isinstance(s, Episode):
+            return s
+        if self.mix is not None:
+            return self.mix(s, rng)
         if self.selector is not None and rng.random() < self.icl_prob:
             return make_episode(s, self.selector, rng.randint(*self.k_range))
         return Episode(s)
@@ -93,9 +101,11 @@ def collate(batch: list[dict], pad_id: int, padding_side: str = "right") -> dict
     out = collate_rendered([b["rendered"] for b in batch], pad_id, padding_side)
     media = [b["media"] for b in batch]
     A = max(len(m) for m in media)
-    if A == 0: return out
+    if A == 0:
+        return out
     keys = {b["media_key"] for b in batch if b["media"]}
-    if len(keys) > 1: raise ValueError(f"a batch mixes media kinds {sorted(keys)}")
+    if len(keys) > 1:
+        raise ValueError(f"a batch mixes media kinds {sorted(keys)}")
     first = next(x for m in media for x, _ in m)
     n = max(x.shape[0] for m in media for x, _ in m)
     x_all = first.new_zeros(len(batch), A, n, *first.shape[1:])
@@ -103,8 +113,10 @@ def collate(batch: list[dict], pad_id: int, padding_side: str = "right") -> dict
     for b, m in enumerate(media):
         for a, (x, mk) in enumerate(m):
             if x.shape[1:] != first.shape[1:]:
-                raise ValueError(f"{out['ids'][b]}: audio {a} has feature shape {tuple(x.shape[1:])}, "
-                                 f"expected {tuple(first.shape[1:])}")
+                raise ValueError(
+                    f"{out['ids'][b]}: audio {a} has feature shape {tuple(x.shape[1:])}, "
+                    f"expected {tuple(first.shape[1:])}"
+                )
             x_all[b, a, : len(x)] = x
             mask[b, a, : len(mk)] = mk
     out[keys.pop()] = x_all
@@ -114,28 +126,34 @@ def collate(batch: list[dict], pad_id: int, padding_side: str = "right") -> dict
 # %% ../nbs/11_datamodule.ipynb #af640bc6
 def blend_indices(sizes: Sequence[int], weights: Sequence[float], epoch: int = 0, seed: int = 0) -> list[int]:
     "Indices into the concatenation of datasets of `sizes`, for `epoch`: round(N·w) per dataset from its seeded stream."
-    if len(sizes) != len(weights): raise ValueError(f"{len(sizes)} datasets but {len(weights)} weights")
+    if len(sizes) != len(weights):
+        raise ValueError(f"{len(sizes)} datasets but {len(weights)} weights")
     out, offset = [], 0
     for d, (n, w) in enumerate(zip(sizes, weights)):
-        if w < 0: raise ValueError(f"dataset {d}: weight must be >= 0, got {w}")
+        if w < 0:
+            raise ValueError(f"dataset {d}: weight must be >= 0, got {w}")
         take = round(n * w)
-        if take and n == 0: raise ValueError(f"dataset {d} is empty but has weight {w}")
-        perms = {}                                                  # pass number -> its seeded shuffle
+        if take and n == 0:
+            raise ValueError(f"dataset {d} is empty but has weight {w}")
+        perms = {}  # pass number -> its seeded shuffle
         for pos in range(epoch * take, (epoch + 1) * take):
             p, j = divmod(pos, n)
-            if p not in perms: perms[p] = np.random.default_rng(stable_seed("blend", seed, d, p)).permutation(n)
+            if p not in perms:
+                perms[p] = np.random.default_rng(stable_seed("blend", seed, d, p)).permutation(n)
             out.append(offset + int(perms[p][j]))
         offset += n
     random.Random(stable_seed("blend-epoch", seed, epoch)).shuffle(out)
     return out
 
+
 class BlendSampler(Sampler):
     "Yields `blend_indices` of the current epoch; Lightning calls `set_epoch` before every epoch."
+
     def __init__(
         self, sizes: Sequence[int], weights: Sequence[float], seed: int = 0, dataset: EpisodeDataset | None = None
     ):
         self.sizes, self.weights, self.seed, self.dataset, self.epoch = list(sizes), list(weights), seed, dataset, 0
-        self._resume: tuple[int, int] | None = None               # (epoch, indices already consumed) after a resume
+        self._resume: tuple[int, int] | None = None  # (epoch, indices already consumed) after a resume
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
@@ -151,10 +169,14 @@ class BlendSampler(Sampler):
     def __iter__(self):
         order = blend_indices(self.sizes, self.weights, self.epoch, self.seed)
         resume, self._resume = self._resume, None
-        if not resume or resume[0] != self.epoch: return iter(order)
-        skip = resume[1] % max(len(order), 1)   # rotate, not cut: the length stays (DDP's sampler wrapper indexes it);
-        return iter(order[skip:] + order[:skip])   # Lightning ends the epoch after its remaining batches
-    def __len__(self): return sum(round(n * w) for n, w in zip(self.sizes, self.weights))
+        if not resume or resume[0] != self.epoch:
+            return iter(order)
+        skip = resume[1] % max(len(order), 1)  # rotate, not cut: the length stays (DDP's sampler wrapper indexes it);
+        return iter(order[skip:] + order[:skip])  # Lightning ends the epoch after its remaining batches
+
+    def __len__(self):
+        return sum(round(n * w) for n, w in zip(self.sizes, self.weights))
+
 
 def _train_sampler(trainer):
     "The BlendSampler the trainer's train loader draws from (through the data module or the loader), or None."
@@ -162,79 +184,119 @@ def _train_sampler(trainer):
         loaders = getattr(owner, "flattened", None) or [owner]
         for x in loaders:
             s = getattr(x, "sampler", None)
-            if isinstance(s, BlendSampler): return s
+            if isinstance(s, BlendSampler):
+                return s
     return None
+
 
 class SamplerCheckpoint(L.Callback):
     """Puts the position in the blended data order into every checkpoint, and puts it back on resume, so a run that is
     killed and resumed sees exactly the batches of an uninterrupted run."""
-    def __init__(self): self.position, self._trainer = {"epoch": 0, "consumed": 0}, None
-    def setup(self, trainer, module, stage): self._trainer = trainer
+
+    def __init__(self):
+        self.position, self._trainer = {"epoch": 0, "consumed": 0}, None
+
+    def setup(self, trainer, module, stage):
+        self._trainer = trainer
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         loader = trainer.train_dataloader
-        consumed = (batch_idx + 1) * loader.batch_size * trainer.world_size   # DDP ranks take interleaved slices
+        consumed = (batch_idx + 1) * loader.batch_size * trainer.world_size  # DDP ranks take interleaved slices
         self.position = {"epoch": trainer.current_epoch, "consumed": consumed}
-    def on_train_epoch_end(self, trainer, module): self.position = {"epoch": trainer.current_epoch + 1, "consumed": 0}
-    def state_dict(self): return dict(self.position)
+
+    def on_train_epoch_end(self, trainer, module):
+        self.position = {"epoch": trainer.current_epoch + 1, "consumed": 0}
+
+    def state_dict(self):
+        return dict(self.position)
+
     def load_state_dict(self, state):
         self.position = dict(state)
         sampler = _train_sampler(self._trainer) if self._trainer is not None else None
-        if sampler is None: raise ValueError("SamplerCheckpoint: the train loader has no BlendSampler to resume")
+        if sampler is None:
+            raise ValueError("SamplerCheckpoint: the train loader has no BlendSampler to resume")
         sampler.resume_at(int(state["epoch"]), int(state["consumed"]))
 
 # %% ../nbs/11_datamodule.ipynb #63d8c522
 def _items(source, split: str, name: str) -> list[Item]:
     if isinstance(source, (str, Path)):
         from audioflamingo_lab.manifest import read_manifest
+
         return read_manifest(source, split=split)
     return [it for it in source if it.split == split]
 
+
 class AudioFlamingoDataModule(L.LightningDataModule):
     "Weighted, seeded blend of manifests -> padded batches of rendered episodes with cached window embeddings."
-    def __init__(self, train: dict | Sequence[tuple],       # {manifest: weight} or [(manifest | items, weight)]
-                 tokenizer, cache=None, encoder=None,       # cache for a frozen encoder; encoder alone = raw windows
-                 batch_size: int = 4,                       # CPU-sized (AF1: 384 in pretraining)
-                 num_workers: int = 0,                      # workers only read the cache
-                 seed: int = 42,                            # AF1's seed
-                 selector=None, icl_prob: float = 0.0, k_range: tuple[int, int] = (1, 7),
-                 max_tokens: int = 512, task_prefix: bool | float = True, max_windows: int = 16,
-                 val_limit: int = 64):                      # AF1: loss on the first 64 val samples of each set
+
+    def __init__(
+        self,
+        train: dict | Sequence[tuple],  # {manifest: weight} or [(manifest | items, weight)]
+        tokenizer,
+        cache=None,
+        encoder=None,  # cache for a frozen encoder; encoder alone = raw windows
+        batch_size: int = 4,  # CPU-sized (AF1: 384 in pretraining)
+        num_workers: int = 0,  # workers only read the cache
+        seed: int = 42,  # AF1's seed
+        selector=None,
+        icl_prob: float = 0.0,
+        k_range: tuple[int, int] = (1, 7),
+        max_tokens: int = 512,
+        task_prefix: bool | float = True,
+        max_windows: int = 16,
+        val_limit: int = 64,
+    ):  # AF1: loss on the first 64 val samples of each set
         super().__init__()
         self.sources = list(train.items()) if isinstance(train, dict) else [tuple(s) for s in train]
         self.tokenizer, self.cache, self.encoder = tokenizer, cache, encoder
         self.batch_size, self.num_workers, self.seed, self.val_limit = batch_size, num_workers, seed, val_limit
-        self.dataset_kw = dict(cache=cache, encoder=encoder, selector=selector, icl_prob=icl_prob, k_range=k_range,
-                               max_tokens=max_tokens, task_prefix=task_prefix, max_windows=max_windows, seed=seed)
+        self.dataset_kw = dict(
+            cache=cache,
+            encoder=encoder,
+            selector=selector,
+            icl_prob=icl_prob,
+            k_range=k_range,
+            max_tokens=max_tokens,
+            task_prefix=task_prefix,
+            max_windows=max_windows,
+            seed=seed,
+        )
         self.pad_id = token_ids(tokenizer)["pad"]
         self.train_items = self.val_items = None
         self._precomputed = False
 
     def _read(self):
-        if self.train_items is not None: return
+        if self.train_items is not None:
+            return
         self.train_items = [_items(src, "train", str(src)) for src, _ in self.sources]
         # empty: trains nothing, silently
         for k, ((src, weight), items) in enumerate(zip(self.sources, self.train_items)):
             if weight > 0 and not items:
                 name = src if isinstance(src, (str, Path)) else f"train source {k} (a list of items)"
                 raise ValueError(
-                    f"{name}: the train split is empty (no line with \"split\": \"train\"): nothing to train on"
+                    f'{name}: the train split is empty (no line with "split": "train"): nothing to train on'
                 )
         if not any(round(len(items) * w) for (_, w), items in zip(self.sources, self.train_items)):
             raise ValueError("no training data: every train source has weight 0 or too few items")
-        self.val_items = [it for src, _ in self.sources for it in _items(src, "val", str(src))[:self.val_limit]]
+        self.val_items = [it for src, _ in self.sources for it in _items(src, "val", str(src))[: self.val_limit]]
 
     def precompute(self):
         "Encode every distinct (file, start, duration) once into the cache, shots from the selector's pool included."
         self._read()
-        if self.cache is None or self._precomputed: return
+        if self.cache is None or self._precomputed:
+            return
         pool = getattr(self.dataset_kw["selector"], "pool", [])
-        keys = {(it.audio, it.audio_start, it.audio_duration)
-                for it in [*sum(self.train_items, []), *self.val_items, *pool] if it.audio is not None}
+        keys = {
+            (it.audio, it.audio_start, it.audio_duration)
+            for it in [*sum(self.train_items, []), *self.val_items, *pool]
+            if it.audio is not None
+        }
         for path, start, dur in tqdm(sorted(keys, key=str), desc="embedding audio", leave=False):
             self.cache.get(path, start, dur)
         self._precomputed = True
 
-    def prepare_data(self): self.precompute()
+    def prepare_data(self):
+        self.precompute()
 
     def setup(self, stage: str | None = None):
         self.precompute()
@@ -245,8 +307,17 @@ class AudioFlamingoDataModule(L.LightningDataModule):
         )
 
     def _loader(self, ds, sampler=None):
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
-                          collate_fn=partial(collate, pad_id=self.pad_id))
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate, pad_id=self.pad_id),
+        )
 
-    def train_dataloader(self): return self._loader(self.train_set, self.sampler)
-    def val_dataloader(self): return self._loader(self.val_set)
+    def train_dataloader(self):
+        return self._loader(self.train_set, self.sampler)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set)

@@ -9,117 +9,204 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import yaml
-from .run import DataSection, ModelSection, OptimSection, TrainerSection, train, folder_lock, clear_folder
+from .run import DataSection, ModelSection, OptimSection, TrainerSection
+from .run import train, folder_lock, clear_folder
 
 # %% auto #0
 __all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'train_config', 'seen_sample', 'evaluate_demo',
            'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
 
 # %% ../nbs/16_demo.ipynb #884d7393
-EPISODES = (dict(select="plain", weight=0.2),                                  # seen classes, no shots
-            dict(select="balanced", weight=0.5, k=[1, 2], ways=[2, 5], relabel=0.9),   # k shots of each class
-            dict(select="rag", weight=0.3, k=[1, 4], relabel=0.7))           # AF1's retrieved episodes
+EPISODES = (
+    dict(select="plain", weight=0.2),  # seen classes, no shots
+    dict(select="balanced", weight=0.5, k=[1, 2], ways=[2, 5], relabel=0.9),  # k shots of each class
+    dict(select="rag", weight=0.3, k=[1, 4], relabel=0.7),
+)  # AF1's retrieved episodes
+
 
 @dataclass
 class DemoConfig:
     "The embedded default. `quick` swaps in the CI-sized numbers; every field is written to config.yaml."
-    preset: str = "small"                   # SmolLM2-135M: pretrained induction heads (see above)
-    encoder: str = "aisfx"                  # pretrained sound-effects CNN, 512-d = the small preset's media width
-    window_s: float = 2.5                   # the clips are 1-5 s: short windows avoid encoding padding
+
+    preset: str = "small"  # SmolLM2-135M: pretrained induction heads (see above)
+    encoder: str = "aisfx"  # pretrained sound-effects CNN, 512-d = the small preset's media width
+    window_s: float = 2.5  # the clips are 1-5 s: short windows avoid encoding padding
     hop_s: float = 1.25
     max_windows: int = 4
-    media_attention: str = "immediate"      # not yet compared with AF1's "cumulative" on a full run (see README)
-    xattn_every: int = 2                    # a gated block before every 2nd layer ...
-    xattn_from: int = 22                    # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
-    mode: str = "lora"                      # LM frozen, LoRA on its attention from xattn_from up, so its heads *can*
-                                            # learn to match audio (runs so far did not: README, icl_experiments.json)
-    gate_lr: float = 0.02                   # a gate moves ~gate_lr per step: 100 steps can open it fully
-    n_per_class: int = 6                    # many_classes clips per class (train 60 %, val 15 %, test 25 %)
+    media_attention: str = "immediate"  # not yet compared with AF1's "cumulative" on a full run (see README)
+    xattn_every: int = 2  # a gated block before every 2nd layer ...
+    xattn_from: int = 22  # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
+    mode: str = "lora"  # LM frozen, LoRA on its attention from xattn_from up, so its heads *can*
+    # learn to match audio (runs so far did not: README, icl_experiments.json)
+    gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
+    n_per_class: int = 6  # many_classes clips per class (train 60 %, val 15 %, test 25 %)
     episodes: tuple = EPISODES
     steps: int = 100
     batch_size: int = 8
-    lr: float = 1e-3                        # only the new layers learn: a short run takes a high rate
-    precision: str = "bf16-mixed"           # bf16 matmuls are ~3x faster than fp32 on CPUs with AVX512-BF16
+    lr: float = 1e-3  # only the new layers learn: a short run takes a high rate
+    precision: str = "bf16-mixed"  # bf16 matmuls are ~3x faster than fp32 on CPUs with AVX512-BF16
     shots: dict = field(default_factory=lambda: {"rag": [0, 1, 4, 8], "random": [4], "balanced": [1]})
     ways: int = 5
     controls_at: tuple = (("balanced", 1), ("rag", 4))
-    eval_split: str = "test"                # settings were chosen on "val"; test is read once per run
-    seen_limit: int = 150                   # seen-class test clips for the zero-shot check
-    fewshot_every: int = 25                 # val few-shot accuracy every N steps (0: off)
-    eval_seeds: tuple = (0, 1, 2)           # shot draws per row: rows give mean and spread over them
+    eval_split: str = "test"  # settings were chosen on "val"; test is read once per run
+    seen_limit: int = 150  # seen-class test clips for the zero-shot check
+    fewshot_every: int = 25  # val few-shot accuracy every N steps (0: off)
+    eval_seeds: tuple = (0, 1, 2)  # shot draws per row: rows give mean and spread over them
     seed: int = 0
 
-QUICK = dict(eval_seeds=(0,), n_per_class=4, steps=4, batch_size=2, seen_limit=12, fewshot_every=2,
-             episodes=(EPISODES[0], {**EPISODES[1], "k": [1, 1]}, EPISODES[2]),
-             shots={"rag": [0, 4], "balanced": [1]}, controls_at=(("balanced", 1),))
+
+QUICK = dict(
+    eval_seeds=(0,),
+    n_per_class=4,
+    steps=4,
+    batch_size=2,
+    seen_limit=12,
+    fewshot_every=2,
+    episodes=(EPISODES[0], {**EPISODES[1], "k": [1, 1]}, EPISODES[2]),
+    shots={"rag": [0, 4], "balanced": [1]},
+    controls_at=(("balanced", 1),),
+)
 # One GPU, about an hour: more clips per class, 30x the steps, cross-attention from layer 4 (below the LM's copying
 # heads), LoRA on every layer. Not yet run (no GPU was lent to this project's sessions): expected numbers are unknown.
-GPU = dict(n_per_class=12, steps=3000, batch_size=32, lr=2e-4, xattn_from=4, xattn_every=2, gate_lr=0.002,
-           fewshot_every=250, precision="bf16-mixed")
+GPU = dict(
+    n_per_class=12,
+    steps=3000,
+    batch_size=32,
+    lr=2e-4,
+    xattn_from=4,
+    xattn_every=2,
+    gate_lr=0.002,
+    fewshot_every=250,
+    precision="bf16-mixed",
+)
 
 # %% ../nbs/16_demo.ipynb #84c470b8
 def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:
-    "The two recipes of the demo (each built once): {'train': many_classes manifest, 'heldout': spoken_languages manifest}."
+    """The two recipes of the demo (each built once): {'train': many_classes manifest, 'heldout': spoken_languages
+    manifest}."""
     import data_recipes
+
     paths = {}
-    for key, recipe, kw in (("train", "many_classes", dict(n_per_class=n_per_class)), ("heldout", "spoken_languages", {})):
+    for key, recipe, kw in (
+        ("train", "many_classes", dict(n_per_class=n_per_class)),
+        ("heldout", "spoken_languages", {}),
+    ):
         manifest = folder / recipe / "manifest.jsonl"
-        if not manifest.exists(): data_recipes.build(recipe, folder / recipe, quick=quick, seed=0, overwrite=True, **kw)
+        if not manifest.exists():
+            data_recipes.build(recipe, folder / recipe, quick=quick, seed=0, overwrite=True, **kw)
         paths[key] = manifest
     return paths
 
+
 def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path) -> dict:
     "The demo's one training run, as an `afl train` config."
-    train_audios = max(e.get("k", [1, 1])[1] * (e.get("ways", [1, 1])[1] if e["select"] == "balanced" else 1)
-                       for e in cfg.episodes)
+    train_audios = max(
+        e.get("k", [1, 1])[1] * (e.get("ways", [1, 1])[1] if e["select"] == "balanced" else 1) for e in cfg.episodes
+    )
     eval_audios = max(max(ks) * (cfg.ways if select == "balanced" else 1) for select, ks in cfg.shots.items())
-    model = ModelSection(preset=cfg.preset, mode=cfg.mode, train_new_tokens=False, lora_from_layer=cfg.xattn_from,
-                         overrides=dict(
-        encoder=cfg.encoder, encoder_kwargs=dict(window_s=cfg.window_s, hop_s=cfg.hop_s), max_windows=cfg.max_windows,
-        media_attention=cfg.media_attention, xattn_every=cfg.xattn_every, xattn_from=cfg.xattn_from, max_tokens=384,
-        max_audios=1 + max(train_audios, eval_audios)))
+    model = ModelSection(
+        preset=cfg.preset,
+        mode=cfg.mode,
+        train_new_tokens=False,
+        lora_from_layer=cfg.xattn_from,
+        overrides=dict(
+            encoder=cfg.encoder,
+            encoder_kwargs=dict(window_s=cfg.window_s, hop_s=cfg.hop_s),
+            max_windows=cfg.max_windows,
+            media_attention=cfg.media_attention,
+            xattn_every=cfg.xattn_every,
+            xattn_from=cfg.xattn_from,
+            max_tokens=384,
+            max_audios=1 + max(train_audios, eval_audios),
+        ),
+    )
     fewshot = dict(manifest=str(data["heldout"]), every=cfg.fewshot_every, ways=cfg.ways, k=1, limit=30, split="val")
-    return dict(out=str(out / "train"), model=model,
-                optim=OptimSection(lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), weight_decay=0.0, gate_lr=cfg.gate_lr),
-                trainer=TrainerSection(max_steps=cfg.steps, precision=cfg.precision, log_every_n_steps=5,
-                                       checkpoint_every_n_steps=max(1, cfg.steps // 4), limit_val_batches=4),
-                data=DataSection(train={str(data["train"]): 1.0}, cache=str(cache), batch_size=cfg.batch_size,
-                                 episodes=[dict(e) for e in cfg.episodes], task_prefix=1.0,
-                                 fewshot_val=fewshot if cfg.fewshot_every else {}))
+    return dict(
+        out=str(out / "train"),
+        model=model,
+        optim=OptimSection(lr=cfg.lr, warmup_steps=max(1, cfg.steps // 10), weight_decay=0.0, gate_lr=cfg.gate_lr),
+        trainer=TrainerSection(
+            max_steps=cfg.steps,
+            precision=cfg.precision,
+            log_every_n_steps=5,
+            checkpoint_every_n_steps=max(1, cfg.steps // 4),
+            limit_val_batches=4,
+        ),
+        data=DataSection(
+            train={str(data["train"]): 1.0},
+            cache=str(cache),
+            batch_size=cfg.batch_size,
+            episodes=[dict(e) for e in cfg.episodes],
+            task_prefix=1.0,
+            fewshot_val=fewshot if cfg.fewshot_every else {},
+        ),
+    )
+
 
 def _plain(x):
     "Dataclasses and paths -> YAML-safe values."
-    if hasattr(x, "__dataclass_fields__"): return {k: _plain(v) for k, v in asdict(x).items()}
-    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return {k: _plain(v) for k, v in asdict(x).items()}
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
     return str(x) if isinstance(x, Path) else x
 
 # %% ../nbs/16_demo.ipynb #18e23e8e
 def seen_sample(manifest, limit: int, seed: int = 0) -> list:
     "A seeded sample of the seen classes' test clips, the same share from every source."
     from audioflamingo_lab.manifest import read_manifest
+
     items = [it for it in read_manifest(manifest) if it.split == "test"]
     by_source = {}
-    for it in items: by_source.setdefault(it.extra.get("source", it.dataset), []).append(it)
+    for it in items:
+        by_source.setdefault(it.extra.get("source", it.dataset), []).append(it)
     rng, per = random.Random(seed), max(1, limit // max(1, len(by_source)))
     return [it for group in by_source.values() for it in rng.sample(group, min(per, len(group)))]
+
 
 def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Path, ckpt: Path):
     "The held-out report (baselines and controls) and the seen-class zero-shot report."
     import torch
     from audioflamingo_lab.fewshot import evaluate, CONTROLS
     from audioflamingo_lab.rag import ClipIndex
-    folder = out / "index"                                   # kept for the widgets (17_widgets.demo_run)
-    index = ClipIndex.load(folder, manifest=data["heldout"], encoder=model.encoder) if (folder / "meta.json").exists() \
+
+    folder = out / "index"  # kept for the widgets (17_widgets.demo_run)
+    index = (
+        ClipIndex.load(folder, manifest=data["heldout"], encoder=model.encoder)
+        if (folder / "meta.json").exists()
         else ClipIndex.build(data["heldout"], model.encoder, cache_root=store)
-    if not (folder / "meta.json").exists(): index.save(folder)
+    )
+    if not (folder / "meta.json").exists():
+        index.save(folder)
     common = dict(cache=store, batch_size=8, max_new_tokens=12, checkpoint=str(ckpt), overwrite=True, max_tokens=384)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision.startswith("bf16") and not torch.cuda.is_available()):
-        heldout = evaluate(model, data["heldout"], shots=cfg.shots, select=list(cfg.shots), split=cfg.eval_split,
-                           index=index, ways=cfg.ways, seeds=list(cfg.eval_seeds), controls=CONTROLS, control_at=cfg.controls_at,
-                           out=out / "eval", **common)
-        seen = evaluate(model, seen_sample(data["train"], cfg.seen_limit, cfg.seed), shots=[0], select=[], split="test",
-                        out=out / "eval-seen", **common)
+    with torch.autocast(
+        "cpu", dtype=torch.bfloat16, enabled=cfg.precision.startswith("bf16") and not torch.cuda.is_available()
+    ):
+        heldout = evaluate(
+            model,
+            data["heldout"],
+            shots=cfg.shots,
+            select=list(cfg.shots),
+            split=cfg.eval_split,
+            index=index,
+            ways=cfg.ways,
+            seeds=list(cfg.eval_seeds),
+            controls=CONTROLS,
+            control_at=cfg.controls_at,
+            out=out / "eval",
+            **common,
+        )
+        seen = evaluate(
+            model,
+            seen_sample(data["train"], cfg.seen_limit, cfg.seed),
+            shots=[0],
+            select=[],
+            split="test",
+            out=out / "eval-seen",
+            **common,
+        )
     return heldout, seen
 
 # %% ../nbs/16_demo.ipynb #d50c5383
@@ -127,36 +214,74 @@ def _score(report, select, k, condition="model"):
     row = report.row(select, k, condition)
     return None if row is None else round(row["score"], 3)
 
+
 def verdict(heldout, seen) -> dict:
     "The demo's claims as numbers: model vs knn vs chance per row, the controls, and the seen-class zero-shot score."
     rows = {}
     for r in heldout.rows:
-        if r["condition"] != "model" or r["shots"] == 0: continue
+        if r["condition"] != "model" or r["shots"] == 0:
+            continue
         s, k = r["select"], r["shots"]
-        rows[f"{s}-{k}"] = {"model": _score(heldout, s, k), "knn": _score(heldout, s, k, "knn"),
-                            "chance": _score(heldout, s, k, "chance"), "ci95": [round(x, 3) for x in r["ci95"]],
-                            **{c: _score(heldout, s, k, c) for c in ("no-query-audio", "gates-off", "shuffled-shot-audio")
-                               if heldout.row(s, k, c)}}
+        rows[f"{s}-{k}"] = {
+            "model": _score(heldout, s, k),
+            "knn": _score(heldout, s, k, "knn"),
+            "chance": _score(heldout, s, k, "chance"),
+            "ci95": [round(x, 3) for x in r["ci95"]],
+            **{
+                c: _score(heldout, s, k, c)
+                for c in ("no-query-audio", "gates-off", "shuffled-shot-audio")
+                if heldout.row(s, k, c)
+            },
+        }
         rows[f"{s}-{k}"]["beats_knn"] = r["ci95"][0] > (rows[f"{s}-{k}"]["knn"] or 0)
-    return {"zero_shot": _score(heldout, "none", 0), "rows": rows, "seen_zero_shot": _score(seen, "none", 0),
-            "seen_ci95": [round(x, 3) for x in seen.row("none", 0)["ci95"]], "split": heldout.split}
+    return {
+        "zero_shot": _score(heldout, "none", 0),
+        "rows": rows,
+        "seen_zero_shot": _score(seen, "none", 0),
+        "seen_ci95": [round(x, 3) for x in seen.row("none", 0)["ci95"]],
+        "split": heldout.split,
+    }
+
 
 def verdict_lines(v: dict) -> list[str]:
     "The verdict in sentences, as the demo prints them."
     lines = [f"held-out languages ({v['split']}): zero-shot {v['zero_shot']}"]
     for name, r in v["rows"].items():
         ctl = ", ".join(f"{c} {r[c]}" for c in ("no-query-audio", "gates-off", "shuffled-shot-audio") if c in r)
-        lines.append(f"  {name:<11} model {r['model']} {r['ci95']}  knn {r['knn']}  chance {r['chance']}"
-                     f"  -> {'beats' if r['beats_knn'] else 'does NOT beat'} knn" + (f"  | controls: {ctl}" if ctl else ""))
+        lines.append(
+            f"  {name:<11} model {r['model']} {r['ci95']}  knn {r['knn']}  chance {r['chance']}"
+            f"  -> {'beats' if r['beats_knn'] else 'does NOT beat'} knn" + (f"  | controls: {ctl}" if ctl else "")
+        )
     lines.append(f"seen classes, zero-shot: {v['seen_zero_shot']} {v['seen_ci95']}")
     return lines
 
 # %% ../nbs/16_demo.ipynb #8681e6e0
-OURS = ("data", "cache", "config.yaml", "train", "index", "eval", "eval-seen", "report.json", "fewshot.png", "summary.json")
+OURS = (
+    "data",
+    "cache",
+    "config.yaml",
+    "train",
+    "index",
+    "eval",
+    "eval-seen",
+    "report.json",
+    "fewshot.png",
+    "summary.json",
+)
 
-def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0, overwrite: bool = False, data: str | None = None,
-         cache: str | None = None, steps: int | None = None, media_attention: str | None = None,
-         eval_split: str | None = None, gpu: bool = False) -> dict:
+
+def demo(
+    out: str = "runs/demo",
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    data: str | None = None,
+    cache: str | None = None,
+    steps: int | None = None,
+    media_attention: str | None = None,
+    eval_split: str | None = None,
+    gpu: bool = False,
+) -> dict:
     """The whole story: data -> training with listening-only episodes -> held-out few-shot report with baselines.
 
     Args:
@@ -172,18 +297,25 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0, overwrite: 
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
     """
     t0 = time.time()
-    if quick and gpu: raise ValueError("choose one of quick (CI-sized) and gpu (one-GPU schedule)")
+    if quick and gpu:
+        raise ValueError("choose one of quick (CI-sized) and gpu (one-GPU schedule)")
     cfg = DemoConfig(seed=seed, **(QUICK if quick else GPU if gpu else {}))
     for name, value in (("steps", steps), ("media_attention", media_attention), ("eval_split", eval_split)):
-        if value is not None: cfg = replace(cfg, **{name: value})
-    with folder_lock(out): return _demo(Path(out), cfg, quick, overwrite, t0, data, cache)
+        if value is not None:
+            cfg = replace(cfg, **{name: value})
+    with folder_lock(out):
+        return _demo(Path(out), cfg, quick, overwrite, t0, data, cache)
 
 # %% ../nbs/16_demo.ipynb #47d533df
 def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, data_dir, cache_dir) -> dict:
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.checkpoint import drop_resume_state, load_checkpoint
+
     if (out / "summary.json").exists():
-        if not overwrite: raise FileExistsError(f"{out} holds a finished demo ({out / 'summary.json'}): use another --out or --overwrite")
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} holds a finished demo ({out / 'summary.json'}): use another --out or --overwrite"
+            )
         clear_folder(out, names=OURS)
     say = lambda msg: print(f"[demo {time.time() - t0:5.0f} s] {msg}", file=sys.stderr, flush=True)
     say("1/4 data: many_classes (training) and spoken_languages (held-out real recordings)")
@@ -193,29 +325,44 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
     (out / "config.yaml").write_text(yaml.safe_dump(_plain({"demo": cfg, "train": run}), sort_keys=False))
     say(f"2/4 train: {cfg.steps} steps of plain, balanced and retrieved episodes, most of them relabelled")
     ckpt = Path(run["out"]) / "model.safetensors"
-    if not ckpt.exists(): train(seed=cfg.seed, **run)
-    drop_resume_state(Path(run["out"]))            # the resume state (~1 GB) is not needed now
+    if not ckpt.exists():
+        train(seed=cfg.seed, **run)
+    drop_resume_state(Path(run["out"]))  # the resume state (~1 GB) is not needed now
     say(f"3/4 few-shot evaluation on the held-out {cfg.eval_split} languages, with baselines and controls")
     model = load_checkpoint(ckpt).eval()
     store = EmbeddingCache(cache, model.encoder, max_windows=model.config.max_windows)
     heldout, seen = evaluate_demo(model, cfg, data, store, out, ckpt)
     say("4/4 summary")
-    for name in ("report.json", "fewshot.png"): shutil.copy(out / "eval" / name, out / name)
+    for name in ("report.json", "fewshot.png"):
+        shutil.copy(out / "eval" / name, out / name)
     v = verdict(heldout, seen)
-    summary = {"verdict": v, "wall_s": round(time.time() - t0, 1), "quick": quick, "seed": cfg.seed,
-               "media_attention": cfg.media_attention, "steps": cfg.steps, "report": str(out / "report.json"),
-               "seen_report": str(out / "eval-seen" / "report.json"), "plot": str(out / "fewshot.png"),
-               "checkpoint": str(ckpt), "config": str(out / "config.yaml")}
+    summary = {
+        "verdict": v,
+        "wall_s": round(time.time() - t0, 1),
+        "quick": quick,
+        "seed": cfg.seed,
+        "media_attention": cfg.media_attention,
+        "steps": cfg.steps,
+        "report": str(out / "report.json"),
+        "seen_report": str(out / "eval-seen" / "report.json"),
+        "plot": str(out / "fewshot.png"),
+        "checkpoint": str(ckpt),
+        "config": str(out / "config.yaml"),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(heldout.table() + "\n\n" + "\n".join(verdict_lines(v)))
-    print(f"\nwall time {summary['wall_s']:.0f} s\nreport {summary['report']}\nplot {summary['plot']}\n"
-          f"checkpoint {summary['checkpoint']}\nconfig {summary['config']}")
+    print(
+        f"\nwall time {summary['wall_s']:.0f} s\nreport {summary['report']}\nplot {summary['plot']}\n"
+        f"checkpoint {summary['checkpoint']}\nconfig {summary['config']}"
+    )
     return summary
 
 # %% ../nbs/16_demo.ipynb #db6857f1
 def runs_table(folders, rows=(("balanced", 1), ("random", 4), ("rag", 1), ("rag", 4), ("rag", 8), ("none", 0))) -> dict:
-    "{'select-k': {condition: (mean, std, [per run])}} over the demo folders' held-out reports, plus the seen zero-shot."
+    """{'select-k': {condition: (mean, std, [per run])}} over the demo folders' held-out reports, plus the seen
+    zero-shot."""
     from audioflamingo_lab.fewshot import FewShotReport
+
     reports = [FewShotReport.from_json(Path(f) / "report.json") for f in folders]
     seen = [FewShotReport.from_json(Path(f) / "eval-seen" / "report.json").row("none", 0)["score"] for f in folders]
     table = {"seen-zero-shot": {"model": (float(np.mean(seen)), float(np.std(seen)), seen)}}
@@ -226,10 +373,13 @@ def runs_table(folders, rows=(("balanced", 1), ("random", 4), ("rag", 1), ("rag"
             table.setdefault(f"{select}-{k}", {})[c] = (float(np.mean(vals)), float(np.std(vals)), vals)
     return table
 
+
 def runs_lines(table: dict) -> list[str]:
     "The runs table as text: one line per row, model first, then the baselines and controls."
     lines = []
     for row, conds in table.items():
         first = ["model"] + sorted(c for c in conds if c != "model")
-        lines.append(f"{row:<15}" + "  ".join(f"{c} {m:.3f}±{s:.3f}" for c in first if c in conds for m, s, _ in [conds[c]]))
+        lines.append(
+            f"{row:<15}" + "  ".join(f"{c} {m:.3f}±{s:.3f}" for c in first if c in conds for m, s, _ in [conds[c]])
+        )
     return lines

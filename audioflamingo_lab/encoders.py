@@ -31,13 +31,15 @@ def weights_digest(module: nn.Module) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
+
 class WindowEncoder(nn.Module):
     "Base class: windows `(B, n, W)` at `sample_rate` -> embeddings `(B, n, dim)`."
+
     sample_rate: int = 16_000
     dim: int = 256
-    window_s: float = 7.0               # AF1: 7 s windows ...
-    hop_s: float = 1.75                 # ... overlapping by 5.25 s
-    frozen: bool = True                 # AF1 never trains its audio encoder
+    window_s: float = 7.0  # AF1: 7 s windows ...
+    hop_s: float = 1.75  # ... overlapping by 5.25 s
+    frozen: bool = True  # AF1 never trains its audio encoder
 
     def train(self, mode: bool = True):
         "A frozen encoder stays in eval mode."
@@ -47,7 +49,8 @@ class WindowEncoder(nn.Module):
         "What defines the outputs besides the weights (the `config` dataclass if there is one)."
         c = getattr(self, "config", None)
         d = asdict(c) if dataclasses.is_dataclass(c) else {}
-        for k in ("checkpoint", "seed"): d.pop(k, None)   # the weights are hashed: where they came from does not matter
+        for k in ("checkpoint", "seed"):
+            d.pop(k, None)  # the weights are hashed: where they came from does not matter
         return {**d, "sample_rate": self.sample_rate, "dim": self.dim, "window_s": self.window_s, "hop_s": self.hop_s}
 
     def cache_key(self) -> str:
@@ -60,11 +63,25 @@ class WindowEncoder(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def encode_file(self, path, max_windows: int | None = 16, start: float | None = None,
-                    duration: float | None = None, pad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_file(
+        self,
+        path,
+        max_windows: int | None = 16,
+        start: float | None = None,
+        duration: float | None = None,
+        pad: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         "`(emb (n, dim) float32 CPU, mask (n,) bool)` of one file; padded slots are zero vectors with mask False."
-        windows, mask = load_windows(path, self.sample_rate, self.window_s, self.hop_s, max_windows=max_windows,
-                                     start=start, duration=duration, pad=False)   # decodes only what the windows keep
+        windows, mask = load_windows(
+            path,
+            self.sample_rate,
+            self.window_s,
+            self.hop_s,
+            max_windows=max_windows,
+            start=start,
+            duration=duration,
+            pad=False,
+        )  # decodes only what the windows keep
         with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
             emb = self(windows[None].to(self.device))[0].float().cpu()
         if pad and max_windows is not None and len(emb) < max_windows:
@@ -73,18 +90,21 @@ class WindowEncoder(nn.Module):
         return emb, mask
 
 # %% ../nbs/02_encoders.ipynb #7364a99a
-ENCODERS: dict[str, str | Callable[..., WindowEncoder]] = {      # name -> "module:factory" (lazy) or a factory
+ENCODERS: dict[str, str | Callable[..., WindowEncoder]] = {  # name -> "module:factory" (lazy) or a factory
     "mel": "audioflamingo_lab.encoders:MelConvEncoder",
     "clap-htsat": "audioflamingo_lab.encoders:ClapHTSATEncoder",
     "aisfx": "audioflamingo_lab.pretrained:AisfxEncoder",
     "whisper-tiny": "audioflamingo_lab.pretrained:WhisperTinyEncoder",
 }
 
+
 def register_encoder(name: str):
     "Decorator: make a `WindowEncoder` class or factory buildable as `build_encoder(name, **kwargs)`."
+
     def deco(factory):
         ENCODERS[name] = factory
         return factory
+
     return deco
 
 # %% ../nbs/02_encoders.ipynb #acb07885
@@ -92,14 +112,17 @@ def available_encoders() -> list[str]:
     "Every encoder name: the built-in table and those registered at run time (nothing is imported)."
     return sorted(ENCODERS)
 
+
 def encoder_factory(name: str) -> Callable[..., WindowEncoder]:
     "The class or factory behind `name`, its module imported on first use."
-    if name not in ENCODERS: raise KeyError(f"unknown encoder {name!r}; registered: {sorted(ENCODERS)}")
+    if name not in ENCODERS:
+        raise KeyError(f"unknown encoder {name!r}; registered: {sorted(ENCODERS)}")
     factory = ENCODERS[name]
     if isinstance(factory, str):
         module, attr = factory.split(":")
         factory = getattr(importlib.import_module(module), attr)
     return factory
+
 
 def build_encoder(name: str, **kwargs) -> WindowEncoder:
     "Build a registered encoder by name."
@@ -108,67 +131,84 @@ def build_encoder(name: str, **kwargs) -> WindowEncoder:
 # %% ../nbs/02_encoders.ipynb #28fee9d0
 class LogMel(nn.Module):
     "Waveforms `(N, T)` -> log-mel `(N, n_mels, frames)` (centered STFT with reflect padding, power 2, HTK mel)."
-    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, fmin: float, fmax: float,
-                 db: bool = False):
+
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, fmin: float, fmax: float, db: bool = False):
         super().__init__()
         import librosa
+
         self.n_fft, self.hop, self.db = n_fft, hop, db
         fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=True, norm=None)
-        self.register_buffer("fb", torch.from_numpy(fb).float(), persistent=False)        # (n_mels, n_fft//2+1)
+        self.register_buffer("fb", torch.from_numpy(fb).float(), persistent=False)  # (n_mels, n_fft//2+1)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave.float(), self.n_fft, self.hop, window=self.window, center=True, pad_mode="reflect",
-                          return_complex=True).abs().pow(2)                               # (N, freq, frames)
+        spec = (
+            torch.stft(
+                wave.float(),
+                self.n_fft,
+                self.hop,
+                window=self.window,
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )
+            .abs()
+            .pow(2)
+        )  # (N, freq, frames)
         mel = self.fb @ spec
         return 10 * torch.log10(mel.clamp_min(1e-10)) if self.db else torch.log(mel + 1e-6)
 
 # %% ../nbs/02_encoders.ipynb #ca149bc6
 @dataclass
 class MelConvConfig:
-    sample_rate: int = 16_000           # content below 8 kHz is enough for events and speech; 3x cheaper than 48 kHz
-    n_fft: int = 400                    # 25 ms frames, the usual speech front-end
-    hop: int = 160                      # 10 ms hop: 701 frames per 7 s window
-    n_mels: int = 64                    # the bins are the input channels of the first conv
+    sample_rate: int = 16_000  # content below 8 kHz is enough for events and speech; 3x cheaper than 48 kHz
+    n_fft: int = 400  # 25 ms frames, the usual speech front-end
+    hop: int = 160  # 10 ms hop: 701 frames per 7 s window
+    n_mels: int = 64  # the bins are the input channels of the first conv
     fmin: float = 0.0
-    fmax: float = 8000.0                # Nyquist at 16 kHz
-    channels: tuple = (128, 256, 256)   # one stride-2 conv block per entry
-    kernel: int = 5                     # 50 ms of context per tap at the first block
-    dim: int = 256                      # output size per window
-    seed: int = 0                       # the random init is part of the encoder's identity (cache keys hash weights)
+    fmax: float = 8000.0  # Nyquist at 16 kHz
+    channels: tuple = (128, 256, 256)  # one stride-2 conv block per entry
+    kernel: int = 5  # 50 ms of context per tap at the first block
+    dim: int = 256  # output size per window
+    seed: int = 0  # the random init is part of the encoder's identity (cache keys hash weights)
     window_s: float = 7.0
     hop_s: float = 1.75
 
+
 class MelConvEncoder(WindowEncoder):
     "Log-mel + 1-D conv stack + mean over time: a fast CPU window encoder, `(B, n, W)` -> `(B, n, dim)`."
+
     def __init__(self, config: MelConvConfig | None = None, frozen: bool = True, checkpoint=None, **overrides):
         super().__init__()
         c = self.config = dataclasses.replace(config or MelConvConfig(), **overrides)
         self.sample_rate, self.dim, self.frozen = c.sample_rate, c.dim, frozen
         self.window_s, self.hop_s = c.window_s, c.hop_s
         self.logmel = LogMel(c.sample_rate, c.n_fft, c.hop, c.n_mels, c.fmin, c.fmax)
-        self.bn0 = nn.BatchNorm1d(c.n_mels)           # per-bin input normalisation, as in HTSAT
+        self.bn0 = nn.BatchNorm1d(c.n_mels)  # per-bin input normalisation, as in HTSAT
         blocks, cin = [], c.n_mels
         for cout in c.channels:
             blocks += [nn.Conv1d(cin, cout, c.kernel, stride=2, padding=c.kernel // 2), nn.BatchNorm1d(cout), nn.GELU()]
             cin = cout
         self.convs = nn.Sequential(*blocks)
         self.proj = nn.Linear(cin, c.dim)
-        with torch.random.fork_rng(devices=[]):       # seeded init without touching the global RNG
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(c.seed)
             for m in self.modules():
-                if isinstance(m, (nn.Conv1d, nn.Linear)): m.reset_parameters()
+                if isinstance(m, (nn.Conv1d, nn.Linear)):
+                    m.reset_parameters()
             self.bn0.running_mean.fill_(-5.0)
-            self.bn0.running_var.fill_(16.0)   # rough log-mel statistics
-        if checkpoint is not None: self.load_state_dict(load_file(str(checkpoint)), strict=True)
-        if frozen: self.requires_grad_(False).eval()
+            self.bn0.running_var.fill_(16.0)  # rough log-mel statistics
+        if checkpoint is not None:
+            self.load_state_dict(load_file(str(checkpoint)), strict=True)
+        if frozen:
+            self.requires_grad_(False).eval()
 
-    cpu_chunk: int = 4                  # windows per step on CPU: the STFT buffers stay in cache (~1.5x faster)
+    cpu_chunk: int = 4  # windows per step on CPU: the STFT buffers stay in cache (~1.5x faster)
 
     def encode(self, wave: torch.Tensor) -> torch.Tensor:
         "Waveforms `(N, W)` -> `(N, dim)`."
-        x = self.bn0(self.logmel(wave))                                # (N, n_mels, frames)
-        return self.proj(self.convs(x).mean(-1))                       # mean-pool over time
+        x = self.bn0(self.logmel(wave))  # (N, n_mels, frames)
+        return self.proj(self.convs(x).mean(-1))  # mean-pool over time
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         B, n, W = windows.shape
@@ -179,54 +219,68 @@ class MelConvEncoder(WindowEncoder):
 # %% ../nbs/02_encoders.ipynb #ce631fe1
 _CLAP_HINT = "pip install 'audioflamingo-lab[clap]'"
 
+
 def _htsat_module():
     "laion_clap's `clap_module.htsat`, imported as a private package (no `laion_clap/__init__`, no network)."
     name = "_afl_laion_clap"
     if f"{name}.htsat" not in sys.modules:
-        try: spec = importlib.util.find_spec("laion_clap")
-        except ImportError: spec = None
-        if spec is None: raise ImportError(f"the clap-htsat encoder needs laion-clap, an optional extra: {_CLAP_HINT}")
+        try:
+            spec = importlib.util.find_spec("laion_clap")
+        except ImportError:
+            spec = None
+        if spec is None:
+            raise ImportError(f"the clap-htsat encoder needs laion-clap, an optional extra: {_CLAP_HINT}")
         pkg = types.ModuleType(name)
         pkg.__path__ = [str(Path(spec.submodule_search_locations[0]) / "clap_module")]
         sys.modules.setdefault(name, pkg)
-    try: return importlib.import_module(f"{name}.htsat")
-    except ImportError as e:            # laion-clap installed alone, without torchvision (it imports it undeclared)
+    try:
+        return importlib.import_module(f"{name}.htsat")
+    except ImportError as e:  # laion-clap installed alone, without torchvision (it imports it undeclared)
         raise ImportError(f"the clap-htsat encoder cannot import laion-clap's HTSAT ({e}): {_CLAP_HINT}") from e
+
 
 def htsat_model_config(model: str) -> dict:
     "The model config json shipped with laion_clap (e.g. 'HTSAT-tiny')."
     path = Path(_htsat_module().__file__).parent / "model_configs" / f"{model}.json"
-    if not path.exists(): raise ValueError(f"no laion_clap model config {path}")
+    if not path.exists():
+        raise ValueError(f"no laion_clap model config {path}")
     return json.loads(path.read_text())
 
 # %% ../nbs/02_encoders.ipynb #b6fed174
 @dataclass
 class ClapHTSATConfig:
-    model: str = "HTSAT-tiny"           # the tower of LAION's 630k checkpoints (and of AF1's RAG embeddings)
-    fusion: bool = False                # True for *-fusion-* checkpoints (feature fusion 'aff_2d')
-    output: str = "projection"          # "projection": 512-d CLAP embedding; "pooled": 768-d before the projection
-    normalize: bool = True              # L2-normalise the projection like LAION's get_audio_embedding
-    quantize: bool = True               # int16 round trip, like LAION's get_audio_embedding_from_data
-    seed: int = 0                       # init of the random weights when no checkpoint is given
-    checkpoint: str | None = None       # a LAION-CLAP .pt (keys under state_dict, prefix module.)
+    model: str = "HTSAT-tiny"  # the tower of LAION's 630k checkpoints (and of AF1's RAG embeddings)
+    fusion: bool = False  # True for *-fusion-* checkpoints (feature fusion 'aff_2d')
+    output: str = "projection"  # "projection": 512-d CLAP embedding; "pooled": 768-d before the projection
+    normalize: bool = True  # L2-normalise the projection like LAION's get_audio_embedding
+    quantize: bool = True  # int16 round trip, like LAION's get_audio_embedding_from_data
+    seed: int = 0  # init of the random weights when no checkpoint is given
+    checkpoint: str | None = None  # a LAION-CLAP .pt (keys under state_dict, prefix module.)
     window_s: float = 7.0
     hop_s: float = 1.75
 
+
 AUDIO_PREFIXES = ("audio_branch.", "audio_projection.")
+
 
 def _read_checkpoint(path) -> dict:
     "State dict of a LAION-CLAP checkpoint (weights-only load), `module.` prefixes removed."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: checkpoint not found")
-    try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a loadable weights-only torch checkpoint ({e})") from None
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a loadable weights-only torch checkpoint ({e})") from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a dict of tensors (optionally under 'state_dict')")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
+
 
 class ClapHTSATEncoder(WindowEncoder):
     "LAION-CLAP HTSAT audio tower (+ projection) on 7 s windows at 48 kHz -> 512-d (projection) or 768-d (pooled)."
+
     def __init__(self, config: ClapHTSATConfig | None = None, frozen: bool = True, **overrides):
         super().__init__()
         c = self.config = dataclasses.replace(config or ClapHTSATConfig(), **overrides)
@@ -241,15 +295,20 @@ class ClapHTSATEncoder(WindowEncoder):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             self.audio_branch = _htsat_module().create_htsat_model(
-                types.SimpleNamespace(**self.audio_cfg), enable_fusion=c.fusion,
-                fusion_type="aff_2d" if c.fusion else "None")
+                types.SimpleNamespace(**self.audio_cfg),
+                enable_fusion=c.fusion,
+                fusion_type="aff_2d" if c.fusion else "None",
+            )
             self.audio_projection = nn.Sequential(nn.Linear(cfg["embed_dim"], 512), nn.ReLU(), nn.Linear(512, 512))
         if c.fusion:
             a = self.audio_cfg
-            self.fusion_mel = LogMel(a["sample_rate"], a["window_size"], a["hop_size"], a["mel_bins"], a["fmin"],
-                                     a["fmax"], db=True)
-        if c.checkpoint is not None: self.load_checkpoint(c.checkpoint)
-        if frozen: self.requires_grad_(False).eval()
+            self.fusion_mel = LogMel(
+                a["sample_rate"], a["window_size"], a["hop_size"], a["mel_bins"], a["fmin"], a["fmax"], db=True
+            )
+        if c.checkpoint is not None:
+            self.load_checkpoint(c.checkpoint)
+        if frozen:
+            self.requires_grad_(False).eval()
 
     def load_checkpoint(self, path):
         "Load the audio-branch and audio-projection keys of a LAION-CLAP checkpoint, strictly (other towers: ignored)."
@@ -257,13 +316,17 @@ class ClapHTSATEncoder(WindowEncoder):
         own = self.state_dict()
         own = {k: v for k, v in own.items() if k.startswith(AUDIO_PREFIXES)}
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if unexpected: raise KeyError(f"{path}: unexpected audio key(s) for {self.config.model} "
-                                      f"(fusion={self.config.fusion}): {', '.join(unexpected[:10])}")
-        if missing: raise KeyError(f"{path}: missing audio key(s): {', '.join(missing[:10])}")
+        if unexpected:
+            raise KeyError(
+                f"{path}: unexpected audio key(s) for {self.config.model} "
+                f"(fusion={self.config.fusion}): {', '.join(unexpected[:10])}"
+            )
+        if missing:
+            raise KeyError(f"{path}: missing audio key(s): {', '.join(missing[:10])}")
         for k, v in state.items():
             if v.shape != own[k].shape:
                 raise ValueError(f"{path}: key {k} has shape {tuple(v.shape)}, model has {tuple(own[k].shape)}")
-        self.load_state_dict(state, strict=False)                 # strictness checked above, only for audio keys
+        self.load_state_dict(state, strict=False)  # strictness checked above, only for audio keys
         return self
 
     def laion_state_dict(self) -> dict:
@@ -274,36 +337,43 @@ class ClapHTSATEncoder(WindowEncoder):
     def fill(self, x: torch.Tensor) -> torch.Tensor:
         "LAION's 'repeatpad': repeat each window floor(clip/len) times, then zero-pad to the 10 s clip."
         N, W = x.shape
-        if W > self.clip_samples: raise ValueError(f"windows of {W} samples exceed HTSAT's {self.clip_samples}")
+        if W > self.clip_samples:
+            raise ValueError(f"windows of {W} samples exceed HTSAT's {self.clip_samples}")
         x = x.repeat(1, self.clip_samples // W)
         return F.pad(x, (0, self.clip_samples - x.shape[1]))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         B, n, W = windows.shape
         x = windows.reshape(B * n, W).float()
-        if self.config.quantize: x = (x.clamp(-1, 1) * 32767).to(torch.int16).float() / 32767
+        if self.config.quantize:
+            x = (x.clamp(-1, 1) * 32767).to(torch.int16).float() / 32767
         x = self.fill(x)
         if self.config.fusion:
-            if self.training: raise NotImplementedError("the fusion HTSAT runs in eval mode only here (keep it frozen)")
-            mel = self.fusion_mel(x).transpose(1, 2)                      # (N, frames, mel_bins)
-            inputs = {"mel_fusion": mel[:, None].expand(-1, 4, -1, -1),
-                      "longer": torch.zeros(len(x), 1, dtype=torch.bool)}
+            if self.training:
+                raise NotImplementedError("the fusion HTSAT runs in eval mode only here (keep it frozen)")
+            mel = self.fusion_mel(x).transpose(1, 2)  # (N, frames, mel_bins)
+            inputs = {
+                "mel_fusion": mel[:, None].expand(-1, 4, -1, -1),
+                "longer": torch.zeros(len(x), 1, dtype=torch.bool),
+            }
         else:
             inputs = {"waveform": x}
-        emb = self.audio_branch(inputs, device=x.device)["embedding"]    # (N, 768)
+        emb = self.audio_branch(inputs, device=x.device)["embedding"]  # (N, 768)
         if self.config.output == "projection":
             emb = self.audio_projection(emb)
-            if self.config.normalize: emb = F.normalize(emb, dim=-1)
+            if self.config.normalize:
+                emb = F.normalize(emb, dim=-1)
         return emb.reshape(B, n, self.dim)
 
 # %% ../nbs/02_encoders.ipynb #b68d7f7f
 class EmbeddingCache:
     "Frozen-encoder embeddings on disk: `.get(path)` -> `(emb float32 (n, dim), mask bool (n,))`, computed once."
+
     def __init__(self, root, encoder: WindowEncoder, max_windows: int | None = 16):
         self.root, self.encoder, self.max_windows = Path(root), encoder, max_windows
         self.root.mkdir(parents=True, exist_ok=True)
-        self.encoder_key = encoder.cache_key()            # taken once: do not change the weights under a live cache
-        self.encoder_calls = 0                            # encoder forwards done by this cache object
+        self.encoder_key = encoder.cache_key()  # taken once: do not change the weights under a live cache
+        self.encoder_calls = 0  # encoder forwards done by this cache object
         self.hits = 0
         self._file_hashes: dict = {}
 
@@ -314,17 +384,28 @@ class EmbeddingCache:
         if memo not in self._file_hashes:
             h = hashlib.sha256()
             with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
             self._file_hashes[memo] = h.hexdigest()
         return self._file_hashes[memo]
 
     def entry(self, path, start=None, duration=None) -> Path:
         "Where the embeddings of `path[start:start+duration]` live."
         from audioflamingo_lab.core import AudioError
-        if not os.path.isfile(path): raise AudioError(path, "file not found")
+
+        if not os.path.isfile(path):
+            raise AudioError(path, "file not found")
         e = self.encoder
-        parts = [self.file_hash(path), self.encoder_key, e.sample_rate, e.window_s, e.hop_s, self.max_windows, start,
-                 duration]
+        parts = [
+            self.file_hash(path),
+            self.encoder_key,
+            e.sample_rate,
+            e.window_s,
+            e.hop_s,
+            self.max_windows,
+            start,
+            duration,
+        ]
         key = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
         return self.root / key[:2] / f"{key}.safetensors"
 
@@ -335,36 +416,54 @@ class EmbeddingCache:
 
     def _read(self, entry: Path, path):
         from safetensors import safe_open
+
         try:
             with safe_open(str(entry), "pt") as f:
                 meta = f.metadata() or {}
                 emb, mask = f.get_tensor("emb"), f.get_tensor("mask")
-            ok = emb.dtype == torch.float32 and emb.ndim == 2 and emb.shape[1] == self.encoder.dim \
-                 and mask.dtype == torch.bool and mask.shape == emb.shape[:1]
-            if not ok: problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
-            elif not torch.isfinite(emb).all(): problem = "NaN or infinite values"
-            elif "sha256" not in meta: problem = "no content hash: written by an older version"
-            elif meta["sha256"] != self.content_hash(emb, mask): problem = "content hash mismatch (corrupted floats?)"
-            else: return emb, mask
-        except Exception as e: problem = str(e) or type(e).__name__
+            ok = (
+                emb.dtype == torch.float32
+                and emb.ndim == 2
+                and emb.shape[1] == self.encoder.dim
+                and mask.dtype == torch.bool
+                and mask.shape == emb.shape[:1]
+            )
+            if not ok:
+                problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
+            elif not torch.isfinite(emb).all():
+                problem = "NaN or infinite values"
+            elif "sha256" not in meta:
+                problem = "no content hash: written by an older version"
+            elif meta["sha256"] != self.content_hash(emb, mask):
+                problem = "content hash mismatch (corrupted floats?)"
+            else:
+                return emb, mask
+        except Exception as e:
+            problem = str(e) or type(e).__name__
         warnings.warn(f"corrupt cache entry {entry} for {path} ({problem}); recomputing")
         return None
 
     def _write(self, entry: Path, emb, mask, path):
         entry.parent.mkdir(parents=True, exist_ok=True)
-        blob = save({"emb": emb.contiguous(), "mask": mask.contiguous()},
-                    metadata={"source": str(path), "encoder": type(self.encoder).__name__,
-                              "encoder_key": self.encoder_key,
-                              "sha256": self.content_hash(emb, mask)})
+        blob = save(
+            {"emb": emb.contiguous(), "mask": mask.contiguous()},
+            metadata={
+                "source": str(path),
+                "encoder": type(self.encoder).__name__,
+                "encoder_key": self.encoder_key,
+                "sha256": self.content_hash(emb, mask),
+            },
+        )
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem[:16]}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, entry)                         # atomic: readers see the old entry or the whole new one
+            os.replace(tmp, entry)  # atomic: readers see the old entry or the whole new one
         except BaseException:
-            if os.path.exists(tmp): os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
             raise
 
     def get(self, path, start: float | None = None, duration: float | None = None):
@@ -387,7 +486,12 @@ class EmbeddingCache:
         "`get` for each path (with a tqdm bar); returns a list of `(emb, mask)`."
         n = len(paths)
         starts, durations = starts or [None] * n, durations or [None] * n
-        return [self.get(p, s, d) for p, s, d in tqdm(list(zip(paths, starts, durations)), desc="embeddings",
-                                                         disable=not progress, leave=False)]
+        return [
+            self.get(p, s, d)
+            for p, s, d in tqdm(
+                list(zip(paths, starts, durations)), desc="embeddings", disable=not progress, leave=False
+            )
+        ]
 
-    def __len__(self): return sum(1 for _ in self.root.glob("??/*.safetensors"))
+    def __len__(self):
+        return sum(1 for _ in self.root.glob("??/*.safetensors"))

@@ -24,6 +24,7 @@ __all__ = ['MATCHINGS', 'MATCH_THRESHOLD', 'METRIC_FOR_TASK', 'normalize_answer'
 # %% ../nbs/12_evaluation.ipynb #39d72922
 _stemmer = PorterStemmer()
 
+
 def normalize_answer(text: str) -> str:
     "AF1 normalisation: drop `.`, `,` and `;`, lowercase, Porter-stem every word."
     words = re.sub(r"[.,;]", " ", str(text)).lower().split()
@@ -32,7 +33,8 @@ def normalize_answer(text: str) -> str:
 # %% ../nbs/12_evaluation.ipynb #6868f956
 def _char_ngrams(text: str, n: int = 3) -> Counter:
     padded = f" {text} "
-    return Counter(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
+    return Counter(padded[i : i + n] for i in range(max(1, len(padded) - n + 1)))
+
 
 def ngram_similarity(a: str, b: str, n: int = 3) -> float:
     "Dice overlap of character n-grams, in [0, 1]: the offline default similarity (no model to download)."
@@ -40,69 +42,134 @@ def ngram_similarity(a: str, b: str, n: int = 3) -> float:
     total = sum(ga.values()) + sum(gb.values())
     return 2 * sum((ga & gb).values()) / total if total else 0.0
 
+
 def embedding_similarity(encode: Callable[[list[str]], np.ndarray]) -> Callable[[str, str], float]:
-    "Make a similarity from any text encoder `encode(list[str]) -> (N, D)`, e.g. `SentenceTransformer(...).encode` (the reference)."
+    """Make a similarity from any text encoder `encode(list[str]) -> (N, D)`, e.g. `SentenceTransformer(...).encode`
+    (the reference)."""
+
     def similarity(a: str, b: str) -> float:
         va, vb = np.asarray(encode([a, b]), dtype=np.float64)
         return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12))
+
     return similarity
 
 # %% ../nbs/12_evaluation.ipynb #d5f8f6ec
 MATCHINGS = ("strict", "af1")
-MATCH_THRESHOLD = 0.5   # trigram Dice; calibrated below: keeps 98 % of label variants, maps 0.1 % of unrelated labels
+MATCH_THRESHOLD = 0.5  # trigram Dice; calibrated below: keeps 98 % of label variants, maps 0.1 % of unrelated labels
 
-def nearest_option(prediction: str, options: Sequence[str], similarity: Callable[[str, str], float] = ngram_similarity) -> str:
+
+def nearest_option(
+    prediction: str, options: Sequence[str], similarity: Callable[[str, str], float] = ngram_similarity
+) -> str:
     "The option most similar to the prediction (both normalised); ties go to the earlier option."
     pred = normalize_answer(prediction)
     scores = [similarity(pred, normalize_answer(o)) for o in options]
     return options[int(np.argmax(scores))]
 
-def match_option(prediction: str, options: Sequence[str], matching: str = "strict",
-                 similarity: Callable[[str, str], float] = ngram_similarity, threshold: float = MATCH_THRESHOLD) -> str | None:
-    "The option a prediction names: equal after normalisation, else the nearest (strict: if similar enough); None = no match."
-    if matching not in MATCHINGS: raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+
+def match_option(
+    prediction: str,
+    options: Sequence[str],
+    matching: str = "strict",
+    similarity: Callable[[str, str], float] = ngram_similarity,
+    threshold: float = MATCH_THRESHOLD,
+) -> str | None:
+    """The option a prediction names: equal after normalisation, else the nearest (strict: if similar enough); None = no
+    match."""
+    if matching not in MATCHINGS:
+        raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
     pred = normalize_answer(prediction)
-    if not pred or not options: return None                    # an empty answer names nothing
+    if not pred or not options:
+        return None  # an empty answer names nothing
     for option in options:
-        if normalize_answer(option) == pred: return option
+        if normalize_answer(option) == pred:
+            return option
     best = nearest_option(prediction, options, similarity)
-    if matching == "af1" or similarity(pred, normalize_answer(best)) >= threshold: return best
+    if matching == "af1" or similarity(pred, normalize_answer(best)) >= threshold:
+        return best
     return None
 
 # %% ../nbs/12_evaluation.ipynb #8cb654f8
-def match_answer(prediction: str, answer: str, options: Sequence[str] | None = None,
-                 similarity: Callable[[str, str], float] = ngram_similarity, matching: str = "strict",
-                 threshold: float = MATCH_THRESHOLD) -> bool:
+def match_answer(
+    prediction: str,
+    answer: str,
+    options: Sequence[str] | None = None,
+    similarity: Callable[[str, str], float] = ngram_similarity,
+    matching: str = "strict",
+    threshold: float = MATCH_THRESHOLD,
+) -> bool:
     "Equal after `normalize_answer`, or (with options) the option `match_option` picks is the answer; empty is wrong."
-    if not normalize_answer(prediction): return False
-    if normalize_answer(prediction) == normalize_answer(answer): return True
+    if not normalize_answer(prediction):
+        return False
+    if normalize_answer(prediction) == normalize_answer(answer):
+        return True
     option = match_option(prediction, options or [], matching, similarity, threshold)
     return option is not None and normalize_answer(option) == normalize_answer(answer)
 
-def accuracy(predictions: Sequence[str], answers: Sequence[str], options: Sequence[Sequence[str] | None] | None = None,
-             similarity: Callable[[str, str], float] = ngram_similarity, matching: str = "strict") -> float:
+
+def accuracy(
+    predictions: Sequence[str],
+    answers: Sequence[str],
+    options: Sequence[Sequence[str] | None] | None = None,
+    similarity: Callable[[str, str], float] = ngram_similarity,
+    matching: str = "strict",
+) -> float:
     "Fraction of predictions that `match_answer` their answer; `options` is one list (or None) per item."
-    if len(predictions) != len(answers): raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
-    if not answers: raise ValueError("accuracy of zero items is undefined")
+    if len(predictions) != len(answers):
+        raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
+    if not answers:
+        raise ValueError("accuracy of zero items is undefined")
     options = options if options is not None else [None] * len(answers)
-    return float(np.mean([match_answer(p, a, o, similarity, matching) for p, a, o in zip(predictions, answers, options)]))
+    return float(
+        np.mean([match_answer(p, a, o, similarity, matching) for p, a, o in zip(predictions, answers, options)])
+    )
 
 # %% ../nbs/12_evaluation.ipynb #02cd3022
 _ptb = TreebankWordTokenizer()
-_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";",
-                "(", ")", "[", "]", "{", "}", '"'}   # coco-caption's list, plus the raw brackets/quotes nltk leaves
+_PUNCTUATION = {
+    "''",
+    "'",
+    "``",
+    "`",
+    "-LRB-",
+    "-RRB-",
+    "-LCB-",
+    "-RCB-",
+    ".",
+    "?",
+    "!",
+    ",",
+    ":",
+    "-",
+    "--",
+    "...",
+    ";",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    '"',
+}  # coco-caption's list, plus the raw brackets/quotes nltk leaves
+
 
 def ptb_tokenize(text: str) -> str:
     "Lowercase, Penn-Treebank tokenise and drop punctuation, like coco-caption's PTBTokenizer (without Java)."
     return " ".join(t for t in _ptb.tokenize(str(text).lower()) if t not in _PUNCTUATION)
 
+
 def cider_d(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, np.ndarray]:
     "CIDEr-D of the corpus and per item; `references[i]` is the list of reference captions of item i."
     from pycocoevalcap.cider.cider import Cider
-    if len(predictions) != len(references): raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")
-    if not predictions: raise ValueError("CIDEr-D of zero items is undefined")
+
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")
+    if not predictions:
+        raise ValueError("CIDEr-D of zero items is undefined")
     for i, refs in enumerate(references):
-        if not refs: raise ValueError(f"item {i} has no reference caption")
+        if not refs:
+            raise ValueError(f"item {i} has no reference caption")
     gts = {i: [ptb_tokenize(r) for r in refs] for i, refs in enumerate(references)}
     res = {i: [ptb_tokenize(p)] for i, p in enumerate(predictions)}
     score, scores = Cider().compute_score(gts, res)
@@ -113,49 +180,71 @@ def split_labels(text: str) -> set[str]:
     "A multi-label answer `'dog, rain'` as a set of normalised labels."
     return {normalize_answer(t) for t in str(text).split(",") if normalize_answer(t)}
 
+
 def label_counts(predictions: Sequence[str], answers: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    "Per-item, per-class (tp, fp, fn) counts `(n, C, 3)` and the classes; column C-1 collects labels outside the classes."
+    """Per-item, per-class (tp, fp, fn) counts `(n, C, 3)` and the classes; column C-1 collects labels outside the
+    classes."""
     truth, preds = [split_labels(a) for a in answers], [split_labels(p) for p in predictions]
     classes = sorted(set().union(*truth)) if truth else []
     col = {c: i for i, c in enumerate(classes)}
     counts = np.zeros((len(answers), len(classes) + 1, 3), dtype=np.int64)
     for i, (t, p) in enumerate(zip(truth, preds)):
-        for lab in t & p: counts[i, col[lab], 0] += 1
-        for lab in p - t: counts[i, col.get(lab, len(classes)), 1] += 1
-        for lab in t - p: counts[i, col[lab], 2] += 1
+        for lab in t & p:
+            counts[i, col[lab], 0] += 1
+        for lab in p - t:
+            counts[i, col.get(lab, len(classes)), 1] += 1
+        for lab in t - p:
+            counts[i, col[lab], 2] += 1
     return counts, classes
+
 
 def _f1(tp, fp, fn):
     den = 2 * tp + fp + fn
     return np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
 
+
 def f1_from_counts(counts: np.ndarray, average: str = "micro") -> float:
     "F1 from summed `(…, C+1, 3)` counts: `micro` pools all classes, `macro` averages the C real classes."
     tp, fp, fn = np.moveaxis(counts, -1, 0)
-    if average == "micro": return _f1(tp.sum(-1), fp.sum(-1), fn.sum(-1))
-    if average == "macro": return _f1(tp[..., :-1], fp[..., :-1], fn[..., :-1]).mean(-1)
+    if average == "micro":
+        return _f1(tp.sum(-1), fp.sum(-1), fn.sum(-1))
+    if average == "macro":
+        return _f1(tp[..., :-1], fp[..., :-1], fn[..., :-1]).mean(-1)
     raise ValueError(f"average must be 'micro' or 'macro', not {average!r}")
+
 
 def multilabel_f1(predictions: Sequence[str], answers: Sequence[str], average: str = "micro") -> float:
     "Multi-label F1 (labels split on `,`)."
-    if len(predictions) != len(answers): raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
-    if not answers: raise ValueError("F1 of zero items is undefined")
+    if len(predictions) != len(answers):
+        raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
+    if not answers:
+        raise ValueError("F1 of zero items is undefined")
     counts, _ = label_counts(predictions, answers)
     return float(f1_from_counts(counts.sum(0), average))
 
 # %% ../nbs/12_evaluation.ipynb #c4b83162
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     "Wilson score interval of a proportion `correct / n`."
-    if n <= 0: raise ValueError("an interval needs at least one item")
+    if n <= 0:
+        raise ValueError("an interval needs at least one item")
     from scipy.stats import binomtest
+
     ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 
-def bootstrap_interval(per_item: np.ndarray, statistic: Callable[[np.ndarray], np.ndarray] | None = None,
-                       n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    "Percentile bootstrap over the first axis of `per_item`; `statistic` maps `(B, n, ...)` resamples to `(B,)` (default: mean)."
+
+def bootstrap_interval(
+    per_item: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap over the first axis of `per_item`; `statistic` maps `(B, n, ...)` resamples to `(B,)`
+    (default: mean)."""
     per_item = np.asarray(per_item)
-    if len(per_item) == 0: raise ValueError("an interval needs at least one item")
+    if len(per_item) == 0:
+        raise ValueError("an interval needs at least one item")
     statistic = statistic or (lambda x: x.mean(1))
     idx = np.random.default_rng(seed).integers(0, len(per_item), (n_resamples, len(per_item)))
     values = np.asarray(statistic(per_item[idx]), dtype=np.float64)
@@ -163,35 +252,59 @@ def bootstrap_interval(per_item: np.ndarray, statistic: Callable[[np.ndarray], n
     return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 # %% ../nbs/12_evaluation.ipynb #274ff61d
-METRIC_FOR_TASK = {"captioning": "cider_d", "classification": "accuracy", "aqa": "accuracy",
-                   "multilabel": "f1_micro", "multi-label": "f1_micro", "tagging": "f1_micro"}
+METRIC_FOR_TASK = {
+    "captioning": "cider_d",
+    "classification": "accuracy",
+    "aqa": "accuracy",
+    "multilabel": "f1_micro",
+    "multi-label": "f1_micro",
+    "tagging": "f1_micro",
+}
+
 
 def metric_for_task(task: str) -> str:
-    "The AF1 metric of a task: captions -> CIDEr-D, multi-label -> F1, everything else (classification, AQA) -> accuracy."
+    """The AF1 metric of a task: captions -> CIDEr-D, multi-label -> F1, everything else (classification, AQA) ->
+    accuracy."""
     return METRIC_FOR_TASK.get(task.lower(), "accuracy")
+
 
 @dataclass
 class Score:
-    "A metric value over n items with its 95 % interval, plus one value per item (accuracy: 0/1; CIDEr-D: score; F1: None)."
+    """A metric value over n items with its 95 % interval, plus one value per item (accuracy: 0/1; CIDEr-D: score; F1:
+    None)."""
+
     metric: str
     score: float
     n: int
     ci95: tuple[float, float]
     per_item: list
-    matched: list = field(default_factory=list)   # accuracy: the option each prediction names (None = no match)
-    exact: list = field(default_factory=list)     # accuracy: 1 where the prediction equals the answer after normalisation
+    matched: list = field(default_factory=list)  # accuracy: the option each prediction names (None = no match)
+    exact: list = field(default_factory=list)  # accuracy: 1 where the prediction equals the answer after normalisation
 
-def score_predictions(metric: str, predictions: Sequence[str], items: Sequence, similarity=ngram_similarity, seed: int = 0,
-                      matching: str = "strict", threshold: float = MATCH_THRESHOLD) -> Score:
+
+def score_predictions(
+    metric: str,
+    predictions: Sequence[str],
+    items: Sequence,
+    similarity=ngram_similarity,
+    seed: int = 0,
+    matching: str = "strict",
+    threshold: float = MATCH_THRESHOLD,
+) -> Score:
     "Score predictions against `items` (`core.Item`s: answer, options, references) with `metric`."
     n = len(items)
-    if n == 0 or len(predictions) != n: raise ValueError(f"{len(predictions)} predictions for {n} items")
+    if n == 0 or len(predictions) != n:
+        raise ValueError(f"{len(predictions)} predictions for {n} items")
     if metric == "accuracy":
-        hits = [int(match_answer(p, it.answer, it.options or None, similarity, matching, threshold))
-                for p, it in zip(predictions, items)]
+        hits = [
+            int(match_answer(p, it.answer, it.options or None, similarity, matching, threshold))
+            for p, it in zip(predictions, items)
+        ]
         matched = [match_option(p, it.options, matching, similarity, threshold) for p, it in zip(predictions, items)]
-        exact = [int(bool(normalize_answer(p)) and normalize_answer(p) == normalize_answer(it.answer))
-                 for p, it in zip(predictions, items)]
+        exact = [
+            int(bool(normalize_answer(p)) and normalize_answer(p) == normalize_answer(it.answer))
+            for p, it in zip(predictions, items)
+        ]
         return Score(metric, sum(hits) / n, n, wilson_interval(sum(hits), n), hits, matched, exact)
     if metric == "cider_d":
         s, per = cider_d(predictions, [[it.answer, *it.references] for it in items])

@@ -16,8 +16,8 @@ from .core import Item, Episode, stable_seed
 from .template import token_ids, SEP, EOC
 from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
 from .inference import AudioFlamingoProcessor
-from .evaluation import (MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions,
-                                          wilson_interval, normalize_answer)
+from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions
+from .evaluation import wilson_interval, normalize_answer
 
 # %% auto #0
 __all__ = ['CONTROLS', 'ROW_KIND', 'SELECTIONS', 'OUTPUTS', 'extract_answer', 'generate_answers', 'knn_label', 'copy_last_label',
@@ -29,29 +29,43 @@ __all__ = ['CONTROLS', 'ROW_KIND', 'SELECTIONS', 'OUTPUTS', 'extract_answer', 'g
 def extract_answer(text: str, tokenizer=None) -> str:
     "The generated answer: text after the last `<SEP>`, up to `<|endofchunk|>`, without special tokens, stripped."
     text = text.rsplit(SEP, 1)[-1].split(EOC, 1)[0]
-    for tok in (getattr(tokenizer, "all_special_tokens", None) or []): text = text.replace(tok, "")
+    for tok in getattr(tokenizer, "all_special_tokens", None) or []:
+        text = text.replace(tok, "")
     return text.strip()
 
 # %% ../nbs/12b_fewshot.ipynb #069e5507
-def generate_answers(model, episodes: list[Episode], cache=None, encoder=None, batch_size: int = 8, max_tokens: int = 512,
-                     desc: str = "generate", **decoding) -> tuple[list[str], list]:
-    "Render episodes without answers, generate in left-padded batches, extract the answers; returns (answers, rendered)."
+def generate_answers(
+    model,
+    episodes: list[Episode],
+    cache=None,
+    encoder=None,
+    batch_size: int = 8,
+    max_tokens: int = 512,
+    desc: str = "generate",
+    **decoding,
+) -> tuple[list[str], list]:
+    """Render episodes without answers, generate in left-padded batches, extract the answers; returns (answers,
+    rendered)."""
     from tqdm.auto import tqdm
+
     params = getattr(model, "parameters", None)
     device = next(params(), torch.empty(0)).device if params else torch.device("cpu")
-    if hasattr(model, "eval"): model.eval()
+    if hasattr(model, "eval"):
+        model.eval()
     answers, rendered = [], []
-    processor = AudioFlamingoProcessor(model.tokenizer, encoder, max_tokens)   # prompts: no answers, left-padded
+    processor = AudioFlamingoProcessor(model.tokenizer, encoder, max_tokens)  # prompts: no answers, left-padded
     for i in tqdm(range(0, len(episodes), batch_size), desc=desc, leave=False):
-        batch, chunk = processor.episodes(episodes[i:i + batch_size], cache, padding_side="left")
+        batch, chunk = processor.episodes(episodes[i : i + batch_size], cache, padding_side="left")
         rendered += chunk
         media = {k: batch[k].to(device) for k in ("audio_embeds", "audio", "media_mask") if k in batch}
         prompt = batch["input_ids"]
         with torch.no_grad():
             out = model.generate(prompt.to(device), batch["attention_mask"].to(device), **media, **decoding).cpu()
-        if out.shape[1] >= prompt.shape[1] and torch.equal(out[:, :prompt.shape[1]], prompt):
-            out = out[:, prompt.shape[1]:]                                            # HF returns prompt + new tokens
-        answers += [extract_answer(t, model.tokenizer) for t in model.tokenizer.batch_decode(out, skip_special_tokens=False)]
+        if out.shape[1] >= prompt.shape[1] and torch.equal(out[:, : prompt.shape[1]], prompt):
+            out = out[:, prompt.shape[1] :]  # HF returns prompt + new tokens
+        answers += [
+            extract_answer(t, model.tokenizer) for t in model.tokenizer.batch_decode(out, skip_special_tokens=False)
+        ]
     return answers, rendered
 
 # %% ../nbs/12b_fewshot.ipynb #2a3f8178
@@ -59,10 +73,14 @@ def knn_label(episode: Episode, similarities: Sequence[float] | None = None) -> 
     "Majority label of the episode's shots; ties go to the label of the most similar shot (or the later one)."
     sims = list(similarities) if similarities is not None else list(range(len(episode.shots)))
     votes = defaultdict(list)
-    for shot, sim in zip(episode.shots, sims): votes[shot.answer].append(sim)
+    for shot, sim in zip(episode.shots, sims):
+        votes[shot.answer].append(sim)
     return max(votes, key=lambda label: (len(votes[label]), max(votes[label])))
 
-def copy_last_label(episode: Episode) -> str: return episode.shots[-1].answer
+
+def copy_last_label(episode: Episode) -> str:
+    return episode.shots[-1].answer
+
 
 def majority_label(pool: Sequence[Item]) -> str:
     "The most frequent answer of the train pool (ties: alphabetical)."
@@ -72,60 +90,89 @@ def majority_label(pool: Sequence[Item]) -> str:
 # %% ../nbs/12b_fewshot.ipynb #10425b37
 CONTROLS = ("no-query-audio", "gates-off", "shuffled-shot-audio")
 
+
 def without_query_audio(episode: Episode, pool: Sequence[Item], rng: random.Random) -> Episode:
     "The query's audio replaced by a pool clip of a class not on the page (else of another class than the query's)."
     on_page = {it.answer for it in episode.items} | set(episode.query.options)
-    others = [it for it in pool if it.audio is not None and it.answer not in on_page] or \
-             [it for it in pool if it.audio is not None and it.answer != episode.query.answer]
-    if not others: raise ValueError(f"{episode.query.id}: no pool clip of another class to replace the query's audio")
+    others = [it for it in pool if it.audio is not None and it.answer not in on_page] or [
+        it for it in pool if it.audio is not None and it.answer != episode.query.answer
+    ]
+    if not others:
+        raise ValueError(f"{episode.query.id}: no pool clip of another class to replace the query's audio")
     clip = rng.choice(others)
     query = replace(episode.query, audio=clip.audio, audio_start=clip.audio_start, audio_duration=clip.audio_duration)
     return Episode(query, episode.shots, episode.select)
 
+
 def shuffled_shot_audio(episode: Episode, rng: random.Random) -> Episode:
     "Every shot keeps its label but gets another shot's audio (a derangement; unchanged below 2 shots)."
     n = len(episode.shots)
-    if n < 2: return episode
+    if n < 2:
+        return episode
     order = list(range(n))
-    while any(i == j for i, j in enumerate(order)): rng.shuffle(order)
-    shots = [replace(s, audio=episode.shots[j].audio, audio_start=episode.shots[j].audio_start,
-                     audio_duration=episode.shots[j].audio_duration) for s, j in zip(episode.shots, order)]
+    while any(i == j for i, j in enumerate(order)):
+        rng.shuffle(order)
+    shots = [
+        replace(
+            s,
+            audio=episode.shots[j].audio,
+            audio_start=episode.shots[j].audio_start,
+            audio_duration=episode.shots[j].audio_duration,
+        )
+        for s, j in zip(episode.shots, order)
+    ]
     return Episode(episode.query, shots, episode.select)
+
 
 @contextmanager
 def gates_closed(model):
     "Every cross-attention gate forced to 0 inside the block (the plain LM reading the prompt), restored after."
-    if not hasattr(model, "xattn_layers"): raise ValueError("gates-off needs a Flamingo model (one with xattn_layers)")
+    if not hasattr(model, "xattn_layers"):
+        raise ValueError("gates-off needs a Flamingo model (one with xattn_layers)")
     blocks = [layer.xattn for _, layer in model.xattn_layers()]
     saved = [(b.alpha_attn.detach().clone(), b.alpha_ff.detach().clone()) for b in blocks]
     with torch.no_grad():
-        for b in blocks: b.alpha_attn.zero_(), b.alpha_ff.zero_()
-    try: yield model
+        for b in blocks:
+            b.alpha_attn.zero_(), b.alpha_ff.zero_()
+    try:
+        yield model
     finally:
         with torch.no_grad():
-            for b, (attn, ff) in zip(blocks, saved): b.alpha_attn.copy_(attn), b.alpha_ff.copy_(ff)
+            for b, (attn, ff) in zip(blocks, saved):
+                b.alpha_attn.copy_(attn), b.alpha_ff.copy_(ff)
 
 # %% ../nbs/12b_fewshot.ipynb #b706298f
-ROW_KIND = {"model": "model", "chance": "baseline", "majority": "baseline", "knn": "baseline", "copy-last": "baseline",
-            **{c: "control" for c in CONTROLS}}
+ROW_KIND = {
+    "model": "model",
+    "chance": "baseline",
+    "majority": "baseline",
+    "knn": "baseline",
+    "copy-last": "baseline",
+    **{c: "control" for c in CONTROLS},
+}
+
 
 @dataclass
 class FewShotReport:
     "All rows of a few-shot evaluation; `to_json`/`from_json`, `row`, `curves`, `table` and `plot` read them."
+
     metric: str
     task: str
     split: str
     matching: str
     rows: list[dict] = field(default_factory=list)
-    per_class: dict = field(default_factory=dict)      # "select/k" -> {class: {"accuracy", "n"}} for model rows
-    meta: dict = field(default_factory=dict)           # checkpoint, manifest, decoding, seeds, threshold, prompts ...
+    per_class: dict = field(default_factory=dict)  # "select/k" -> {class: {"accuracy", "n"}} for model rows
+    meta: dict = field(default_factory=dict)  # checkpoint, manifest, decoding, seeds, threshold, prompts ...
 
     def row(self, select: str, shots: int, condition: str = "model") -> dict | None:
-        return next((r for r in self.rows if (r["select"], r["shots"], r["condition"]) == (select, shots, condition)), None)
+        return next(
+            (r for r in self.rows if (r["select"], r["shots"], r["condition"]) == (select, shots, condition)), None
+        )
 
     def to_json(self, path=None) -> str:
         text = json.dumps(self.__dict__, indent=1)
-        if path is not None: Path(path).write_text(text)
+        if path is not None:
+            Path(path).write_text(text)
         return text
 
     @classmethod
@@ -135,14 +182,19 @@ class FewShotReport:
 
 # %% ../nbs/12b_fewshot.ipynb #7ddd270e
 def _curve(report: FewShotReport, select: str, condition: str) -> list[dict]:
-    rows = [r for r in report.rows if r["condition"] == condition and (r["select"] == select or
-            (r["select"] == "none" and select != "balanced"))]     # k = 0 starts every curve but the N-way one
+    rows = [
+        r
+        for r in report.rows
+        if r["condition"] == condition and (r["select"] == select or (r["select"] == "none" and select != "balanced"))
+    ]  # k = 0 starts every curve but the N-way one
     return sorted(rows, key=lambda r: r["shots"])
+
 
 def curves(report: FewShotReport, condition: str = "model") -> dict[str, list[dict]]:
     "{selection: rows by k} for one condition; zero-shot starts every curve (but the balanced one: other options)."
     selects = sorted({r["select"] for r in report.rows} - {"none"}) or ["none"]
     return {s: c for s in selects if (c := _curve(report, s, condition))}
+
 
 FewShotReport.curves = curves
 
@@ -152,20 +204,24 @@ def _class_key(key: str) -> tuple[str, int]:
     select, shots = key.rsplit("/", 1)
     return select, int(shots)
 
+
 def class_curves(report: FewShotReport, cls: str) -> dict[str, list[tuple[int, float, int]]]:
     "{select: [(shots, accuracy, n)]} of one class; the zero-shot point starts every curve."
     runs = {}
     for key, per in (report.per_class or {}).items():
         select, shots = _class_key(key)
-        if cls in per: runs.setdefault(select, []).append((shots, per[cls]["accuracy"], per[cls]["n"]))
+        if cls in per:
+            runs.setdefault(select, []).append((shots, per[cls]["accuracy"], per[cls]["n"]))
     zero = runs.pop("none", [])
     return {s: sorted(zero + v) for s, v in sorted(runs.items())} or ({"none": zero} if zero else {})
+
 
 def largest_k_classes(report: FewShotReport) -> dict[str, dict]:
     "The per-class tables (`'{select}/{k}'` -> {class: {accuracy, n}}) at the largest k of the report."
     per = report.per_class or {}
     k = max((_class_key(key)[1] for key in per), default=None)
     return {key: table for key, table in per.items() if _class_key(key)[1] == k}
+
 
 FewShotReport.class_curves = class_curves
 FewShotReport.largest_k_classes = largest_k_classes
@@ -174,23 +230,32 @@ FewShotReport.largest_k_classes = largest_k_classes
 def table(report: FewShotReport) -> str:
     "A text table: one line per row, model rows first, with mean ± spread over seeds and the pooled 95 % interval."
     head = f"{'select':<9}{'k':>3}  {'row':<20}{report.metric:>8} ± spread   95% interval    exact  no-match    n"
-    lines = [f"matching: {report.matching}  split: {report.split}  seeds: {report.meta.get('seeds')}", head, "-" * len(head)]
+    lines = [
+        f"matching: {report.matching}  split: {report.split}  seeds: {report.meta.get('seeds')}",
+        head,
+        "-" * len(head),
+    ]
     order = {"model": 0, "control": 1, "baseline": 2}
     for r in sorted(report.rows, key=lambda r: (r["select"], r["shots"], order[r["kind"]], r["condition"])):
         lo, hi = r["ci95"]
         rates = f"{r['exact']:>6.2f}  {r['no_match']:>7.2f}" if r.get("exact") is not None else f"{'':>6}  {'':>7}"
-        lines.append(f"{r['select']:<9}{r['shots']:>3}  {r['condition']:<20}{r['score']:>8.3f} ± {r['spread']:.3f}   "
-                     f"[{lo:.3f}, {hi:.3f}]  {rates}  {r['n']:>4}")
+        lines.append(
+            f"{r['select']:<9}{r['shots']:>3}  {r['condition']:<20}{r['score']:>8.3f} ± {r['spread']:.3f}   "
+            f"[{lo:.3f}, {hi:.3f}]  {rates}  {r['n']:>4}"
+        )
     return "\n".join(lines)
+
 
 FewShotReport.table = table
 
 # %% ../nbs/12b_fewshot.ipynb #62925f06
 _MARKERS = {"no-query-audio": "X", "gates-off": "s", "shuffled-shot-audio": "^"}
 
+
 def plot(report: FewShotReport, path=None, title: str = ""):
     "Model curves with 95 % intervals, knn dashed, chance dotted, controls as markers; saves a PNG if `path`."
-    from matplotlib.figure import Figure                   # no pyplot: works headless and leaves the user's backend alone
+    from matplotlib.figure import Figure  # no pyplot: works headless and leaves the user's backend alone
+
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
     for i, (select, rows) in enumerate(curves(report).items()):
@@ -201,26 +266,43 @@ def plot(report: FewShotReport, path=None, title: str = ""):
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=name)
         for condition, style in (("knn", "--"), ("chance", ":")):
             base = [r for r in _curve(report, select, condition) if r["shots"] > 0 or condition == "chance"]
-            if base: ax.plot([r["shots"] for r in base], [r["score"] for r in base], style, color=colour, alpha=0.8)
+            if base:
+                ax.plot([r["shots"] for r in base], [r["score"] for r in base], style, color=colour, alpha=0.8)
         for control, marker in _MARKERS.items():
             pts = [r for r in _curve(report, select, control)]
-            if pts: ax.scatter([r["shots"] for r in pts], [r["score"] for r in pts], marker=marker, color=colour,
-                               edgecolor="k", s=60, zorder=3)
+            if pts:
+                ax.scatter(
+                    [r["shots"] for r in pts],
+                    [r["score"] for r in pts],
+                    marker=marker,
+                    color=colour,
+                    edgecolor="k",
+                    s=60,
+                    zorder=3,
+                )
     legend = [("knn (same shots, no model)", dict(ls="--", color="gray")), ("chance", dict(ls=":", color="gray"))]
-    legend += [(control, dict(ls="", marker=m, color="w", markeredgecolor="k", markersize=7)) for control, m in _MARKERS.items()
-               if any(r["condition"] == control for r in report.rows)]
+    legend += [
+        (control, dict(ls="", marker=m, color="w", markeredgecolor="k", markersize=7))
+        for control, m in _MARKERS.items()
+        if any(r["condition"] == control for r in report.rows)
+    ]
     handles, labels = ax.get_legend_handles_labels()
     for label, style in legend:
         handles.append(ax.plot([], [], **style)[0])
         labels.append(label)
     ax.set_xlabel("shots (k)")
     ax.set_ylabel(f"{report.metric} ({report.matching} matching)")
-    ax.set_title(title or f"{report.task}: few-shot {report.metric}, mean of {len(report.meta.get('seeds', [0]))} seed(s), 95 % CI")
+    ax.set_title(
+        title
+        or f"{report.task}: few-shot {report.metric}, mean of {len(report.meta.get('seeds', [0]))} seed(s), 95 % CI"
+    )
     ax.set_xticks(sorted({r["shots"] for r in report.rows}))
     ax.legend(handles, labels, fontsize=7, ncol=2)
     fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110)
+    if path is not None:
+        fig.savefig(path, dpi=110)
     return fig
+
 
 FewShotReport.plot = plot
 
@@ -228,56 +310,79 @@ FewShotReport.plot = plot
 SELECTIONS = ("random", "rag", "balanced")
 OUTPUTS = ("report.json", "predictions.jsonl", "fewshot.png")
 
+
 def prepare_out(out, overwrite: bool = False) -> Path:
-    "The report folder, checked before the work: our earlier results are kept unless `overwrite`, and it must be writable."
+    """The report folder, checked before the work: our earlier results are kept unless `overwrite`, and it must be
+    writable."""
     out = Path(out)
     if (found := [name for name in OUTPUTS if (out / name).exists()]) and not overwrite:
-        raise FileExistsError(f"{out} already holds {', '.join(found)}: pass overwrite=True (--overwrite true) or another out")
+        raise FileExistsError(
+            f"{out} already holds {', '.join(found)}: pass overwrite=True (--overwrite true) or another out"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
-    except OSError as e: raise PermissionError(f"{out}: cannot write the report there ({e.strerror or e})") from None
+    except OSError as e:
+        raise PermissionError(f"{out}: cannot write the report there ({e.strerror or e})") from None
     return out
 
 # %% ../nbs/12b_fewshot.ipynb #c61bc6df
 def _load_items(source, split) -> list[Item]:
-    if source is None: return []
+    if source is None:
+        return []
     if isinstance(source, (str, Path)):
         from audioflamingo_lab.manifest import read_manifest
+
         return read_manifest(source, split=split)
     return [it for it in source if split is None or it.split == split]
 
+
 def _eval_items(manifest, split, task, limit) -> tuple[list[Item], str]:
     items = _load_items(manifest, None)
-    if split is None: split = "test" if any(it.split == "test" for it in items) else "val"
+    if split is None:
+        split = "test" if any(it.split == "test" for it in items) else "val"
     items = [it for it in items if it.split == split and (task is None or it.task == task)]
-    if not items: raise ValueError(f"{manifest if isinstance(manifest, (str, Path)) else 'manifest'}: no {split} items"
-                                   + (f" of task {task!r}" if task else "") + " to evaluate")
+    if not items:
+        raise ValueError(
+            f"{manifest if isinstance(manifest, (str, Path)) else 'manifest'}: no {split} items"
+            + (f" of task {task!r}" if task else "")
+            + " to evaluate"
+        )
     tasks = sorted({it.task for it in items})
-    if len(tasks) > 1: raise ValueError(f"the {split} items mix tasks {tasks}: pass task= (--task) to evaluate one at a time")
+    if len(tasks) > 1:
+        raise ValueError(f"the {split} items mix tasks {tasks}: pass task= (--task) to evaluate one at a time")
     return items[:limit] if limit else items, split
+
 
 def _runs(shots, select) -> list[tuple[int, str]]:
     "(k, selection) pairs; `shots` is one list for every selection or {selection: list} (k = 0 runs once, as 'none')."
     per = shots if isinstance(shots, dict) else {s: list(shots) for s in select}
     ks = [k for v in per.values() for k in v] + ([0] if not isinstance(shots, dict) and 0 in shots else [])
-    if any(k < 0 for k in ks): raise ValueError(f"shots must be >= 0, got {shots}")
-    if bad := [s for s in [*select, *per] if s not in SELECTIONS]: raise ValueError(f"select must be among {SELECTIONS}, got {bad}")
+    if any(k < 0 for k in ks):
+        raise ValueError(f"shots must be >= 0, got {shots}")
+    if bad := [s for s in [*select, *per] if s not in SELECTIONS]:
+        raise ValueError(f"select must be among {SELECTIONS}, got {bad}")
     return ([(0, "none")] if 0 in ks else []) + [(k, s) for s in select for k in per.get(s, []) if k > 0]
 
+
 def _selector(select, seed, pool, index, ways, order):
-    if select == "random": return RandomShots(pool, seed=seed)
-    if select == "balanced": return BalancedShots(pool, ways=ways, seed=seed)
-    if index is None: raise ValueError("select='rag' needs index= (a rag.ClipIndex over the train items)")
+    if select == "random":
+        return RandomShots(pool, seed=seed)
+    if select == "balanced":
+        return BalancedShots(pool, ways=ways, seed=seed)
+    if index is None:
+        raise ValueError("select='rag' needs index= (a rag.ClipIndex over the train items)")
     return RetrievedShots(index, order=order, seed=seed)
 
 # %% ../nbs/12b_fewshot.ipynb #be3ccc0d
 def _similarities(episodes: list[Episode], index) -> list[list[float]] | None:
     "Cosine similarity of every shot to its query, from the index's vectors (None without an index that has them)."
-    if index is None or not hasattr(index, "query_vectors"): return None
+    if index is None or not hasattr(index, "query_vectors"):
+        return None
     unique = list({(it.id, it.audio): it for ep in episodes for it in ep.items}.values())
     vecs = dict(zip([(it.id, it.audio) for it in unique], index.query_vectors(unique)))
     return [[float(vecs[(s.id, s.audio)] @ vecs[(ep.query.id, ep.query.audio)]) for s in ep.shots] for ep in episodes]
+
 
 def _baselines(episodes, k, majority, index) -> dict[str, list[str]]:
     "Predictions of the no-model baselines on these episodes."
@@ -288,11 +393,15 @@ def _baselines(episodes, k, majority, index) -> dict[str, list[str]]:
         out["copy-last"] = [copy_last_label(ep) for ep in episodes]
     return out
 
+
 def _controls(episodes, controls, pool, rng, k) -> dict[str, list[Episode]]:
     out = {}
-    if "no-query-audio" in controls: out["no-query-audio"] = [without_query_audio(ep, pool, rng) for ep in episodes]
-    if "gates-off" in controls: out["gates-off"] = episodes
-    if "shuffled-shot-audio" in controls and max(len(ep.shots) for ep in episodes) > 1: out["shuffled-shot-audio"] = [shuffled_shot_audio(ep, rng) for ep in episodes]
+    if "no-query-audio" in controls:
+        out["no-query-audio"] = [without_query_audio(ep, pool, rng) for ep in episodes]
+    if "gates-off" in controls:
+        out["gates-off"] = episodes
+    if "shuffled-shot-audio" in controls and max(len(ep.shots) for ep in episodes) > 1:
+        out["shuffled-shot-audio"] = [shuffled_shot_audio(ep, rng) for ep in episodes]
     return out
 
 # %% ../nbs/12b_fewshot.ipynb #cfa231a8
@@ -300,37 +409,75 @@ def _entry(metric, preds, episodes, seed, matching, threshold, similarity) -> di
     "One seed's scores of one row, plus the per-item lines of predictions.jsonl."
     queries = [ep.query for ep in episodes]
     sc = score_predictions(metric, preds, queries, similarity, seed, matching, threshold)
-    lines = [{"id": q.id, "seed": seed, "prediction": p, "matched": (sc.matched or [None] * sc.n)[i], "answer": q.answer,
-              "score": v, "shot_ids": [s.id for s in ep.shots], "shot_labels": [s.answer for s in ep.shots],
-              "query_audio": q.audio} for i, (p, q, v, ep) in enumerate(zip(preds, queries, sc.per_item, episodes))]
-    entry = {"seed": seed, "score": sc.score, "n": sc.n, "per_item": sc.per_item, "lines": lines, "answers": [q.answer for q in queries]}
+    lines = [
+        {
+            "id": q.id,
+            "seed": seed,
+            "prediction": p,
+            "matched": (sc.matched or [None] * sc.n)[i],
+            "answer": q.answer,
+            "score": v,
+            "shot_ids": [s.id for s in ep.shots],
+            "shot_labels": [s.answer for s in ep.shots],
+            "query_audio": q.audio,
+        }
+        for i, (p, q, v, ep) in enumerate(zip(preds, queries, sc.per_item, episodes))
+    ]
+    entry = {
+        "seed": seed,
+        "score": sc.score,
+        "n": sc.n,
+        "per_item": sc.per_item,
+        "lines": lines,
+        "answers": [q.answer for q in queries],
+    }
     if metric == "accuracy":
         entry.update(exact=float(np.mean(sc.exact)), no_match=float(np.mean([m is None for m in sc.matched])))
     return entry
+
 
 def _row(metric, select, k, condition, entries, ways, order) -> dict:
     "Mean and spread over seeds, and the 95 % interval pooled over all seeds' items."
     scores = [e["score"] for e in entries]
     pooled = [v for e in entries for v in e["per_item"]]
-    if condition == "chance": ci = (min(scores), max(scores))   # a number, not an estimate
-    elif metric == "accuracy": ci = wilson_interval(int(sum(pooled)), len(pooled))
+    if condition == "chance":
+        ci = (min(scores), max(scores))  # a number, not an estimate
+    elif metric == "accuracy":
+        ci = wilson_interval(int(sum(pooled)), len(pooled))
     elif all(v is not None for v in pooled):
         from audioflamingo_lab.evaluation import bootstrap_interval
+
         ci = bootstrap_interval(np.asarray(pooled, float))
-    else: ci = (min(scores), max(scores))                      # F1: no per-item value; the range over seeds
-    row = {"select": select, "shots": k, "condition": condition, "kind": ROW_KIND[condition], "score": float(np.mean(scores)),
-           "spread": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0, "per_seed": scores, "ci95": list(ci),
-           "n": entries[0]["n"], "seeds": len(entries), "ways": ways if select == "balanced" else None,
-           "order": (order if select == "rag" else "shuffle") if k else None}
+    else:
+        ci = (min(scores), max(scores))  # F1: no per-item value; the range over seeds
+    row = {
+        "select": select,
+        "shots": k,
+        "condition": condition,
+        "kind": ROW_KIND[condition],
+        "score": float(np.mean(scores)),
+        "spread": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+        "per_seed": scores,
+        "ci95": list(ci),
+        "n": entries[0]["n"],
+        "seeds": len(entries),
+        "ways": ways if select == "balanced" else None,
+        "order": (order if select == "rag" else "shuffle") if k else None,
+    }
     if metric == "accuracy" and condition != "chance":
-        row.update(exact=float(np.mean([e["exact"] for e in entries])), no_match=float(np.mean([e["no_match"] for e in entries])))
+        row.update(
+            exact=float(np.mean([e["exact"] for e in entries])),
+            no_match=float(np.mean([e["no_match"] for e in entries])),
+        )
     return row
 
 # %% ../nbs/12b_fewshot.ipynb #5fec04a4
 def _signature(episodes, closed: bool) -> tuple:
     "What determines greedy answers: the items' ids, audio, answers and options (and whether the gates are closed)."
-    return closed, tuple((ep.select, tuple((it.id, it.audio, it.answer) for it in ep.items), tuple(ep.query.options))
-                         for ep in episodes)
+    return closed, tuple(
+        (ep.select, tuple((it.id, it.audio, it.answer) for it in ep.items), tuple(ep.query.options)) for ep in episodes
+    )
+
 
 def _per_class(entries) -> dict:
     tally = defaultdict(lambda: [0, 0])
@@ -340,37 +487,60 @@ def _per_class(entries) -> dict:
             tally[answer][1] += 1
     return {c: {"accuracy": k / n, "n": n} for c, (k, n) in sorted(tally.items())}
 
-def _chance(episodes) -> float: return float(np.mean([1 / len(ep.query.options) for ep in episodes if ep.query.options] or [0.0]))
+
+def _chance(episodes) -> float:
+    return float(np.mean([1 / len(ep.query.options) for ep in episodes if ep.query.options] or [0.0]))
 
 # %% ../nbs/12b_fewshot.ipynb #cb84b0ce
-def evaluate(model, manifest, shots: Sequence[int] | dict = (0, 1, 2, 4, 8), select: Sequence[str] = ("random", "rag"),
-             out="runs/eval", index=None, train_manifest=None,
-             ways: int = 5,                    # balanced: classes per episode (Frozen/Flamingo use 2 and 5)
-             order: str = "shuffle",           # rag shot order (AF1: shuffled; "similarity": most similar last)
-             seeds: Sequence[int] = (0,),      # each seed draws other shots and orders; rows give mean and spread
-             controls: Sequence[str] = (),     # any of CONTROLS
-             control_at=None,                  # [(select, k)] where controls run; default: the largest k of each selection
-             matching: str = "strict", threshold: float = MATCH_THRESHOLD, baselines: bool = True,
-             max_new_tokens: int = 32,         # answers are short; AF1 used 128 for captions
-             num_beams: int = 1,               # greedy: reproducible (AF1's script used 3 beams)
-             batch_size: int = 8, limit: int | None = None, cache_root=None, cache=None,
-             split: str | None = None,         # default: test if the manifest has test items, else val
-             task: str | None = None,          # needed when the split mixes tasks (one metric per report)
-             metric: str | None = None,        # default: metric_for_task(task)
-             max_tokens: int = 512, checkpoint: str | None = None, n_prompts: int = 3,
-             similarity=ngram_similarity, overwrite: bool = False, **decoding) -> FewShotReport:
+def evaluate(
+    model,
+    manifest,
+    shots: Sequence[int] | dict = (0, 1, 2, 4, 8),
+    select: Sequence[str] = ("random", "rag"),
+    out="runs/eval",
+    index=None,
+    train_manifest=None,
+    ways: int = 5,  # balanced: classes per episode (Frozen/Flamingo use 2 and 5)
+    order: str = "shuffle",  # rag shot order (AF1: shuffled; "similarity": most similar last)
+    seeds: Sequence[int] = (0,),  # each seed draws other shots and orders; rows give mean and spread
+    controls: Sequence[str] = (),  # any of CONTROLS
+    control_at=None,  # [(select, k)] where controls run; default: the largest k of each selection
+    matching: str = "strict",
+    threshold: float = MATCH_THRESHOLD,
+    baselines: bool = True,
+    max_new_tokens: int = 32,  # answers are short; AF1 used 128 for captions
+    num_beams: int = 1,  # greedy: reproducible (AF1's script used 3 beams)
+    batch_size: int = 8,
+    limit: int | None = None,
+    cache_root=None,
+    cache=None,
+    split: str | None = None,  # default: test if the manifest has test items, else val
+    task: str | None = None,  # needed when the split mixes tasks (one metric per report)
+    metric: str | None = None,  # default: metric_for_task(task)
+    max_tokens: int = 512,
+    checkpoint: str | None = None,
+    n_prompts: int = 3,
+    similarity=ngram_similarity,
+    overwrite: bool = False,
+    **decoding,
+) -> FewShotReport:
     "Few-shot rows with baselines and controls -> out/report.json, predictions.jsonl, fewshot.png; returns the report."
     out = prepare_out(out, overwrite)
     items, split = _eval_items(manifest, split, task, limit)
     task, metric = items[0].task, metric or metric_for_task(items[0].task)
-    if bad := [c for c in controls if c not in CONTROLS]: raise ValueError(f"unknown controls {bad}; choose from {CONTROLS}")
+    if bad := [c for c in controls if c not in CONTROLS]:
+        raise ValueError(f"unknown controls {bad}; choose from {CONTROLS}")
     runs = _runs(shots, select)
     pool = _load_items(train_manifest, "train") if train_manifest is not None else _load_items(manifest, "train")
-    control_at = {tuple(x) for x in control_at} if control_at is not None else \
-        {(s, max(k for k, s2 in runs if s2 == s)) for _, s in runs}
+    control_at = (
+        {tuple(x) for x in control_at}
+        if control_at is not None
+        else {(s, max(k for k, s2 in runs if s2 == s)) for _, s in runs}
+    )
     encoder = getattr(model, "encoder", None)
     if cache is None and cache_root is not None:
         from audioflamingo_lab.encoders import EmbeddingCache
+
         cache = EmbeddingCache(cache_root, encoder)
     decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": False, **decoding}
     majority = majority_label(pool) if pool and metric == "accuracy" else None
@@ -379,13 +549,22 @@ def evaluate(model, manifest, shots: Sequence[int] | dict = (0, 1, 2, 4, 8), sel
         for k, s in runs:
             episodes = make_episodes(items, None if s == "none" else _selector(s, seed, pool, index, ways, order), k)
             conditions = {"model": episodes}
-            if (s, k) in control_at: conditions |= _controls(episodes, controls, pool, random.Random(stable_seed(seed, s, k)), k)
+            if (s, k) in control_at:
+                conditions |= _controls(episodes, controls, pool, random.Random(stable_seed(seed, s, k)), k)
             for condition, eps in conditions.items():
                 key = _signature(eps, condition == "gates-off")
                 if key not in memo or decoding.get("do_sample"):
                     with gates_closed(model) if condition == "gates-off" else nullcontext():
-                        memo[key] = generate_answers(model, eps, cache, encoder, batch_size, max_tokens,
-                                                     desc=f"seed {seed} k={k} {s} {condition}", **decoding)
+                        memo[key] = generate_answers(
+                            model,
+                            eps,
+                            cache,
+                            encoder,
+                            batch_size,
+                            max_tokens,
+                            desc=f"seed {seed} k={k} {s} {condition}",
+                            **decoding,
+                        )
                 answers, rendered = memo[key]
                 results[s, k, condition].append(_entry(metric, answers, eps, seed, matching, threshold, similarity))
                 if condition == "model" and seed == seeds[0]:
@@ -394,24 +573,47 @@ def evaluate(model, manifest, shots: Sequence[int] | dict = (0, 1, 2, 4, 8), sel
                 for name, preds in _baselines(episodes, k, majority, index).items():
                     results[s, k, name].append(_entry(metric, preds, episodes, seed, matching, threshold, similarity))
                 chance = _chance(episodes)
-                results[s, k, "chance"].append({"seed": seed, "score": chance, "n": len(episodes), "lines": [], "answers": [],
-                                                "per_item": [chance] * len(episodes), "exact": None, "no_match": None})
-    meta = {"seeds": list(seeds), "threshold": threshold, "ways": ways, "order": order, "controls": list(controls),
-            "control_at": [list(x) for x in sorted(control_at)], "majority_label": majority, "n_items": len(items), "checkpoint": checkpoint,
-            "knn_ties": "most similar shot" if hasattr(index, "query_vectors") else "later shot",
-            "manifest": str(manifest) if isinstance(manifest, (str, Path)) else None, "prompts": prompts,
-            "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+                results[s, k, "chance"].append(
+                    {
+                        "seed": seed,
+                        "score": chance,
+                        "n": len(episodes),
+                        "lines": [],
+                        "answers": [],
+                        "per_item": [chance] * len(episodes),
+                        "exact": None,
+                        "no_match": None,
+                    }
+                )
+    meta = {
+        "seeds": list(seeds),
+        "threshold": threshold,
+        "ways": ways,
+        "order": order,
+        "controls": list(controls),
+        "control_at": [list(x) for x in sorted(control_at)],
+        "majority_label": majority,
+        "n_items": len(items),
+        "checkpoint": checkpoint,
+        "knn_ties": "most similar shot" if hasattr(index, "query_vectors") else "later shot",
+        "manifest": str(manifest) if isinstance(manifest, (str, Path)) else None,
+        "prompts": prompts,
+        "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))},
+    }
     return write_report(out, results, FewShotReport(metric, task, split, matching, meta=meta))
+
 
 def write_report(out: Path, results: dict, report: FewShotReport) -> FewShotReport:
     "Rows from the per-seed entries, then predictions.jsonl, report.json and fewshot.png in `out`."
     for (s, k, condition), entries in results.items():
         report.rows.append(_row(report.metric, s, k, condition, entries, report.meta["ways"], report.meta["order"]))
-        if condition == "model" and report.metric == "accuracy": report.per_class[f"{s}/{k}"] = _per_class(entries)
+        if condition == "model" and report.metric == "accuracy":
+            report.per_class[f"{s}/{k}"] = _per_class(entries)
     with open(out / "predictions.jsonl", "w") as f:
         for (s, k, condition), entries in results.items():
             for e in entries:
-                for line in e["lines"]: f.write(json.dumps({"select": s, "shots": k, "condition": condition, **line}) + "\n")
+                for line in e["lines"]:
+                    f.write(json.dumps({"select": s, "shots": k, "condition": condition, **line}) + "\n")
     report.plot(out / "fewshot.png")
     report.to_json(out / "report.json")
     return report
@@ -419,9 +621,12 @@ def write_report(out: Path, results: dict, report: FewShotReport) -> FewShotRepo
 # %% ../nbs/12b_fewshot.ipynb #d3e05540
 class _StandIn:
     "Reads each prompt back as text and returns prompt + answer tokens, as HF generate does."
-    def __init__(self, tokenizer): self.tokenizer = tokenizer
 
-    def answer(self, text: str, media: torch.Tensor | None, mask: torch.Tensor | None) -> str: raise NotImplementedError
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def answer(self, text: str, media: torch.Tensor | None, mask: torch.Tensor | None) -> str:
+        raise NotImplementedError
 
     def generate(self, input_ids, attention_mask, audio_embeds=None, media_mask=None, **kw):
         pad = token_ids(self.tokenizer)["pad"]
@@ -433,33 +638,55 @@ class _StandIn:
             rows.append(torch.tensor(self.tokenizer.encode(answer + EOC, add_special_tokens=False)))
         return torch.cat([input_ids, torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad)], 1)
 
+
 class LabelCopier(_StandIn):
     "Answers the most frequent label among the prompt's shots (ties: the later shot); 'nothing' with no shots."
+
     def answer(self, text, media, mask):
         labels = [seg.split(EOC)[0] for seg in text.split(SEP)[1:-1]]
-        if not labels: return "nothing"
+        if not labels:
+            return "nothing"
         counts = Counter(labels)
         return max(reversed(labels), key=lambda label: counts[label])
 
+
 class AudioOracle(_StandIn):
     "Answers the option naming the class of the query's audio (`class_of(windows, mask)`), else the first option."
+
     def __init__(self, tokenizer, class_of):
         super().__init__(tokenizer)
         self.class_of = class_of
 
     def answer(self, text, media, mask):
-        options = [o.strip()[2:].rstrip(".") for o in text.rsplit("OPTIONS:", 1)[-1].split("\n")[1:] if o.strip().startswith("- ")]
-        last = int(mask.any(-1).nonzero().max())                  # the query's audio comes last
+        options = [
+            o.strip()[2:].rstrip(".")
+            for o in text.rsplit("OPTIONS:", 1)[-1].split("\n")[1:]
+            if o.strip().startswith("- ")
+        ]
+        last = int(mask.any(-1).nonzero().max())  # the query's audio comes last
         heard = self.class_of(media[last], mask[last])
         return heard if heard in options else (options[0] if options else heard)
 
 # %% ../nbs/12b_fewshot.ipynb #bb44f4fb
 import lightning as L
 
+
 class FewShotValidation(L.Callback):
-    "Balanced `ways`-way `k`-shot accuracy on a fixed set of val episodes, logged every `every_n_steps` (and at the end)."
-    def __init__(self, items: list[Item], pool: list[Item], cache, every_n_steps: int = 25, ways: int = 5, k: int = 1,
-                 limit: int = 40, seed: int = 0, max_tokens: int = 512):
+    """Balanced `ways`-way `k`-shot accuracy on a fixed set of val episodes, logged every `every_n_steps` (and at the
+    end)."""
+
+    def __init__(
+        self,
+        items: list[Item],
+        pool: list[Item],
+        cache,
+        every_n_steps: int = 25,
+        ways: int = 5,
+        k: int = 1,
+        limit: int = 40,
+        seed: int = 0,
+        max_tokens: int = 512,
+    ):
         rng = random.Random(seed)
         queries = rng.sample(items, min(limit, len(items)))
         self.episodes = make_episodes(queries, BalancedShots(pool, ways=ways, seed=seed), k)
@@ -468,6 +695,7 @@ class FewShotValidation(L.Callback):
     def knn_score(self, encoder) -> float:
         "The nearest-neighbour vote on the same episodes, with clip similarities from the embedding cache."
         from audioflamingo_lab.rag import embed_clips
+
         hits = []
         for ep in self.episodes:
             vecs = embed_clips(ep.items, encoder, cache_root=self.cache)
@@ -476,17 +704,29 @@ class FewShotValidation(L.Callback):
 
     def score(self, model) -> float:
         was_training = model.training
-        answers, _ = generate_answers(model, self.episodes, self.cache, None, 8, self.max_tokens, desc="val few-shot",
-                                      max_new_tokens=12, do_sample=False, num_beams=1)
+        answers, _ = generate_answers(
+            model,
+            self.episodes,
+            self.cache,
+            None,
+            8,
+            self.max_tokens,
+            desc="val few-shot",
+            max_new_tokens=12,
+            do_sample=False,
+            num_beams=1,
+        )
         model.train(was_training)
         queries = [ep.query for ep in self.episodes]
         return score_predictions("accuracy", answers, queries).score
 
     def _run(self, trainer, module):
-        if self.knn is None: self.knn = self.knn_score(module.model.encoder)
+        if self.knn is None:
+            self.knn = self.knn_score(module.model.encoder)
         acc = self.score(module.model)
         self.history.append((trainer.global_step, acc))
         module.log_dict({"val/fewshot_acc": acc, "val/fewshot_knn": self.knn}, batch_size=len(self.episodes))
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0: self._run(trainer, module)
+        if self.every and trainer.global_step % self.every == 0:
+            self._run(trainer, module)

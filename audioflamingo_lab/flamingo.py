@@ -23,41 +23,44 @@ __all__ = ['RENAMED_FIELDS', 'TINY_LM', 'OPT_IML_1_3B', 'PRESETS', 'AF1_LM', 'Fl
 @dataclass
 class FlamingoConfig:
     "Everything `build_model` needs. The defaults are AF1's choices."
-    lm_name: str | None = None            # HF hub name or local dir; None = random init from `lm_config`
-    lm_config: dict = field(default_factory=dict)   # model_type + sizes of a random LM (vocab_size None: tokenizer's)
-    tokenizer: str | None = None          # HF name/dir; None = the LM's own, or the project's tiny BPE for random LMs
-    xattn_every: int = 1                  # AF1: a gated block before every decoder layer
-    xattn_from: int = 0                   # first decoder layer that may get a block (AF1: 0); higher = shorter backward
-    init_new_tokens: bool = True          # new rows start as EOS (<|endofchunk|>), newline (<SEP>), mean row (<audio>)
-    xattn_heads: int = 8                  # AF1: 8 heads x 64
+
+    lm_name: str | None = None  # HF hub name or local dir; None = random init from `lm_config`
+    lm_config: dict = field(default_factory=dict)  # model_type + sizes of a random LM (vocab_size None: tokenizer's)
+    tokenizer: str | None = None  # HF name/dir; None = the LM's own, or the project's tiny BPE for random LMs
+    xattn_every: int = 1  # AF1: a gated block before every decoder layer
+    xattn_from: int = 0  # first decoder layer that may get a block (AF1: 0); higher = shorter backward
+    init_new_tokens: bool = True  # new rows start as EOS (<|endofchunk|>), newline (<SEP>), mean row (<audio>)
+    xattn_heads: int = 8  # AF1: 8 heads x 64
     xattn_dim_head: int = 64
-    xattn_ff_mult: int = 4                # AF1: FFN 4x the LM width
-    media_dim: int = 1024                 # width of the audio layers = what the xattn keys/values read
-    audio_depth: int = 3                  # AF1: 3 Transformer layers over the windows (the module is `audio_layers`)
+    xattn_ff_mult: int = 4  # AF1: FFN 4x the LM width
+    media_dim: int = 1024  # width of the audio layers = what the xattn keys/values read
+    audio_depth: int = 3  # AF1: 3 Transformer layers over the windows (the module is `audio_layers`)
     audio_heads: int = 8
     audio_ffn: int = 2048
-    audio_norm_first: bool = False        # AF1 is post-LN
-    audio_positions: str = "sinusoidal"   # AF1: fixed table (or "learned")
-    encoder: str | None = None            # registered WindowEncoder name; None = precomputed window embeddings only
+    audio_norm_first: bool = False  # AF1 is post-LN
+    audio_positions: str = "sinusoidal"  # AF1: fixed table (or "learned")
+    encoder: str | None = None  # registered WindowEncoder name; None = precomputed window embeddings only
     encoder_kwargs: dict = field(default_factory=dict)
-    encoder_dim: int = 1024               # MS-CLAP clapcap: one 1024-d vector per window (the encoder's, if set)
-    window_s: float = 7.0                 # AF1 windows: 7 s ...
-    hop_s: float = 1.75                   # ... every 1.75 s (5.25 s overlap)
-    max_windows: int = 16                 # 16 windows cover 33.25 s
-    max_audios: int = 8                   # 7 retrieved shots + the query
-    media_attention: str = "cumulative"   # AF1: text sees every audio so far; "immediate" (Flamingo): only the latest
-    attn_gate_init: float = 0.0           # AF1: 0, so the untrained model is the LM; with 0 the attention weights get
-                                          # no gradient until the gate moves, which a few hundred CPU steps barely allow
-                                          # (named so as not to clash with the media_mask tensor of window validity)
-    max_tokens: int = 512                 # AF1 truncates sequences at 512 tokens
-    dtype: str = "float32"                # "bfloat16" on GPUs
+    encoder_dim: int = 1024  # MS-CLAP clapcap: one 1024-d vector per window (the encoder's, if set)
+    window_s: float = 7.0  # AF1 windows: 7 s ...
+    hop_s: float = 1.75  # ... every 1.75 s (5.25 s overlap)
+    max_windows: int = 16  # 16 windows cover 33.25 s
+    max_audios: int = 8  # 7 retrieved shots + the query
+    media_attention: str = "cumulative"  # AF1: text sees every audio so far; "immediate" (Flamingo): only the latest
+    attn_gate_init: float = 0.0  # AF1: 0, so the untrained model is the LM; with 0 the attention weights get
+    # no gradient until the gate moves, which a few hundred CPU steps barely allow
+    # (named so as not to clash with the media_mask tensor of window validity)
+    max_tokens: int = 512  # AF1 truncates sequences at 512 tokens
+    dtype: str = "float32"  # "bfloat16" on GPUs
 
 # %% ../nbs/06_flamingo.ipynb #730d912b
-RENAMED_FIELDS = {"audio_layers": "audio_depth", "lm": "lm_name"}   # old name -> current name
+RENAMED_FIELDS = {"audio_layers": "audio_depth", "lm": "lm_name"}  # old name -> current name
+
 
 def renamed_fields(fields: dict, where: str = "config") -> dict:
     "Config fields with old names (older checkpoints, YAML) under their current names; anything else is kept as is."
-    if not isinstance(fields, dict): return fields                 # not a mapping: the caller's checks say so
+    if not isinstance(fields, dict):
+        return fields  # not a mapping: the caller's checks say so
     out = {}
     for name, value in fields.items():
         new = RENAMED_FIELDS.get(name, name)
@@ -67,32 +70,67 @@ def renamed_fields(fields: dict, where: str = "config") -> dict:
     return out
 
 # %% ../nbs/06_flamingo.ipynb #0bd17702
-TINY_LM = dict(model_type="llama", vocab_size=None, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-               num_key_value_heads=4, intermediate_size=688, max_position_embeddings=1024, tie_word_embeddings=True)
-OPT_IML_1_3B = dict(model_type="opt", vocab_size=50272, hidden_size=2048, num_hidden_layers=24, num_attention_heads=32,
-                    ffn_dim=8192, max_position_embeddings=2048, word_embed_proj_dim=2048, do_layer_norm_before=True)
+TINY_LM = dict(
+    model_type="llama",
+    vocab_size=None,
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    intermediate_size=688,
+    max_position_embeddings=1024,
+    tie_word_embeddings=True,
+)
+OPT_IML_1_3B = dict(
+    model_type="opt",
+    vocab_size=50272,
+    hidden_size=2048,
+    num_hidden_layers=24,
+    num_attention_heads=32,
+    ffn_dim=8192,
+    max_position_embeddings=2048,
+    word_embed_proj_dim=2048,
+    do_layer_norm_before=True,
+)
 
 # %% ../nbs/06_flamingo.ipynb #38d1152e
 PRESETS: dict[str, dict] = {
-    "tiny": dict(lm_config=TINY_LM, xattn_heads=4, media_dim=256,   # 4 x 64 = the LM width; no bottleneck at this size
-                 audio_depth=2, audio_heads=4, audio_ffn=512, encoder="mel", encoder_dim=128),
+    "tiny": dict(
+        lm_config=TINY_LM,
+        xattn_heads=4,
+        media_dim=256,  # 4 x 64 = the LM width; no bottleneck at this size
+        audio_depth=2,
+        audio_heads=4,
+        audio_ffn=512,
+        encoder="mel",
+        encoder_dim=128,
+    ),
     "af1": dict(lm_config=OPT_IML_1_3B),
-    "small": dict(lm_name="smollm2",                                  # special name: `pretrained.load_smollm2()`
-                  xattn_every=3,                                    # 10 blocks: most of AF1's benefit, a third the cost
-                  media_dim=512, audio_depth=2, audio_heads=8, audio_ffn=1024, encoder="mel", encoder_dim=128),
+    "small": dict(
+        lm_name="smollm2",  # special name: `pretrained.load_smollm2()`
+        xattn_every=3,  # 10 blocks: most of AF1's benefit, a third the cost
+        media_dim=512,
+        audio_depth=2,
+        audio_heads=8,
+        audio_ffn=1024,
+        encoder="mel",
+        encoder_dim=128,
+    ),
 }
-AF1_LM = "facebook/opt-iml-max-1.3b"             # AF1's real LM: `FlamingoConfig.from_name("af1", lm_name=AF1_LM)`
+AF1_LM = "facebook/opt-iml-max-1.3b"  # AF1's real LM: `FlamingoConfig.from_name("af1", lm_name=AF1_LM)`
 
 # %% ../nbs/06_flamingo.ipynb #2edd59e8
 @patch(cls_method=True)
 def from_name(cls: FlamingoConfig, name: str, **overrides) -> FlamingoConfig:
     "The config of preset `name` ('tiny', 'af1', 'small') with `overrides` replacing fields."
-    if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
     return cls(**{**copy.deepcopy(PRESETS[name]), **renamed_fields(overrides)})
 
 # %% ../nbs/06_flamingo.ipynb #2d181f77
 class MediaState:
     "Shared by the wrappers: the media of the current call, the mask of the current input chunk, the per-block K/V."
+
     def __init__(self, audio_token_id: int, rule: str = "cumulative"):
         self.audio_token_id, self.rule = audio_token_id, rule
         self.clear()
@@ -107,8 +145,11 @@ class MediaState:
         self.media, self.media_mask, self.record_attention = media, media_mask, record_attention
         if media is not None:
             B = media.shape[0]
-            base = torch.zeros(B, dtype=torch.long, device=media.device) if audios_before is None else \
-                torch.as_tensor(audios_before, device=media.device).long().view(B)
+            base = (
+                torch.zeros(B, dtype=torch.long, device=media.device)
+                if audios_before is None
+                else torch.as_tensor(audios_before, device=media.device).long().view(B)
+            )
             self.audios_base = self.audios_seen = base
 
 # %% ../nbs/06_flamingo.ipynb #cf2512d1
@@ -117,18 +158,23 @@ def start_sequence(self: MediaState):
     "A new sequence begins (empty KV cache): count <audio> tokens from the base again."
     self.audios_seen = self.audios_base
 
+
 @patch
 def on_input_ids(self: MediaState, input_ids: torch.Tensor):
     "Called with every input chunk: build its (b, T, M) mask, then count its <audio> tokens."
-    if self.media is None: return
-    if input_ids.shape[0] != self.media.shape[0]: self._expand(input_ids.shape[0])
+    if self.media is None:
+        return
+    if input_ids.shape[0] != self.media.shape[0]:
+        self._expand(input_ids.shape[0])
     self.attn_mask = media_attention_mask(input_ids, self.audio_token_id, self.media_mask, self.audios_seen, self.rule)
     self.audios_seen = self.audios_seen + (input_ids == self.audio_token_id).sum(1)
+
 
 @patch
 def _expand(self: MediaState, b: int):
     B = self.media.shape[0]
-    if b % B: raise ValueError(f"input batch {b} is not a multiple of the media batch {B}")
+    if b % B:
+        raise ValueError(f"input batch {b} is not a multiple of the media batch {B}")
     r = b // B
     self.media, self.media_mask = self.media.repeat_interleave(r, 0), self.media_mask.repeat_interleave(r, 0)
     self.audios_base = self.audios_base.repeat_interleave(r, 0)
@@ -139,18 +185,22 @@ def _expand(self: MediaState, b: int):
 @patch
 def block_inputs(self: MediaState, block: GatedCrossAttentionBlock) -> dict:
     "Keyword arguments for `block`: its cached K/V of the media and the current mask (empty when there is no media)."
-    if self.media is None: return {}
-    if self.attn_mask is None: raise RuntimeError("media are set but no input_ids went through the input embedding")
-    if id(block) not in self.kv: self.kv[id(block)] = block.project_media(self.media)
+    if self.media is None:
+        return {}
+    if self.attn_mask is None:
+        raise RuntimeError("media are set but no input_ids went through the input embedding")
+    if id(block) not in self.kv:
+        self.kv[id(block)] = block.project_media(self.media)
     return {"kv": self.kv[id(block)], "mask": self.attn_mask, "return_attention": self.record_attention}
 
 # %% ../nbs/06_flamingo.ipynb #3b26840f
 class XAttnDecoderLayer(nn.Module):
     "A decoder layer of the LM with a gated cross-attention block in front of it (the block runs first, as in AF1)."
+
     def __init__(self, xattn: GatedCrossAttentionBlock, decoder_layer: nn.Module, media_state: MediaState):
         super().__init__()
         self.xattn, self.decoder_layer = xattn, decoder_layer
-        self.__dict__["media_state"] = media_state     # plain attribute, not a submodule
+        self.__dict__["media_state"] = media_state  # plain attribute, not a submodule
 
     def forward(self, hidden_states, *args, **kwargs):
         out = self.xattn(hidden_states, **self.media_state.block_inputs(self.xattn))
@@ -159,16 +209,19 @@ class XAttnDecoderLayer(nn.Module):
             self.media_state.attentions.append(weights)
         return self.decoder_layer(out, *args, **kwargs)
 
-    def __getattr__(self, name):   # HF code may read attributes of its layers (e.g. `attention_type`)
-        try: return super().__getattr__(name)
-        except AttributeError: return getattr(super().__getattr__("decoder_layer"), name)
+    def __getattr__(self, name):  # HF code may read attributes of its layers (e.g. `attention_type`)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("decoder_layer"), name)
 
 # %% ../nbs/06_flamingo.ipynb #1bc5f15b
 def find_decoder_layers(lm: nn.Module) -> str:
     "Dotted path of the LM's decoder-layer ModuleList."
     n = lm.config.num_hidden_layers
     found = [name for name, m in lm.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n]
-    if not found: raise ValueError(f"{type(lm).__name__}: no ModuleList of num_hidden_layers={n} modules")
+    if not found:
+        raise ValueError(f"{type(lm).__name__}: no ModuleList of num_hidden_layers={n} modules")
     return min(found, key=lambda s: s.count("."))
 
 # %% ../nbs/06_flamingo.ipynb #0d2f75f3
@@ -179,28 +232,42 @@ def init_new_token_rows(lm, tokenizer, token_ids: dict, old_rows: int):
     (with a tied head, <|endofchunk|> gets exactly the EOS logit)."""
     emb = lm.get_input_embeddings().weight
     newline = tokenizer.encode("\n", add_special_tokens=False)
-    like = {"eoc": emb[token_ids["eos"]], "sep": emb[newline[-1]] if newline else emb[:old_rows].mean(0),
-            "audio": emb[:old_rows].mean(0)}
+    like = {
+        "eoc": emb[token_ids["eos"]],
+        "sep": emb[newline[-1]] if newline else emb[:old_rows].mean(0),
+        "audio": emb[:old_rows].mean(0),
+    }
     for name, row in like.items():
-        if token_ids[name] >= old_rows: emb[token_ids[name]] = row.clone()
+        if token_ids[name] >= old_rows:
+            emb[token_ids[name]] = row.clone()
     head = lm.get_output_embeddings()
-    if head is not None and head.weight is not emb:       # an untied head: the same roles for the output rows
+    if head is not None and head.weight is not emb:  # an untied head: the same roles for the output rows
         for name, k in (("eoc", "eos"),):
-            if token_ids[name] >= old_rows: head.weight[token_ids[name]] = head.weight[token_ids[k]].clone()
+            if token_ids[name] >= old_rows:
+                head.weight[token_ids[name]] = head.weight[token_ids[k]].clone()
 
 # %% ../nbs/06_flamingo.ipynb #3c654ad4
 class Flamingo(nn.Module):
     "Audio Flamingo: frozen window encoder (optional) -> audio layers -> gated xattn in front of every N-th LM layer."
+
     def __init__(self, config: FlamingoConfig, lm: nn.Module, tokenizer, encoder: nn.Module | None = None):
         super().__init__()
         self.config, self.lm, self.tokenizer, self.encoder = config, lm, tokenizer, encoder
         self._add_audio_tokens()
         if encoder is not None:
             encoder.requires_grad_(False).eval()
-            if getattr(encoder, "dim", config.encoder_dim) != config.encoder_dim: config.encoder_dim = encoder.dim
-        self.audio_layers = AudioTransformer(config.encoder_dim, config.media_dim, config.audio_depth,
-                                             config.audio_heads, config.audio_ffn, config.max_windows,
-                                             config.audio_positions, config.audio_norm_first)
+            if getattr(encoder, "dim", config.encoder_dim) != config.encoder_dim:
+                config.encoder_dim = encoder.dim
+        self.audio_layers = AudioTransformer(
+            config.encoder_dim,
+            config.media_dim,
+            config.audio_depth,
+            config.audio_heads,
+            config.audio_ffn,
+            config.max_windows,
+            config.audio_positions,
+            config.audio_norm_first,
+        )
         self.media_state = MediaState(self.token_ids["audio"], config.media_attention)
         self._wrap_decoder_layers()
         self._embedding_hook = None
@@ -217,6 +284,7 @@ def _add_audio_tokens(self: Flamingo):
     if self.config.init_new_tokens and self.lm.get_input_embeddings().num_embeddings > rows_before:
         init_new_token_rows(self.lm, self.tokenizer, self.token_ids, rows_before)
 
+
 @patch
 def _wrap_decoder_layers(self: Flamingo):
     "A gated block (gate at `attn_gate_init`) in front of every chosen decoder layer, in the LM's dtype and device."
@@ -225,9 +293,15 @@ def _wrap_decoder_layers(self: Flamingo):
     layers = self.lm.get_submodule(self.layers_path)
     for i in range(len(layers)):
         if i >= config.xattn_from and (i + 1) % config.xattn_every == 0:
-            block = GatedCrossAttentionBlock(self.lm.config.hidden_size, config.media_dim, config.xattn_heads,
-                                             config.xattn_dim_head, config.xattn_ff_mult)
-            with torch.no_grad(): block.alpha_attn.fill_(config.attn_gate_init)   # 0 (AF1): the plain LM at init
+            block = GatedCrossAttentionBlock(
+                self.lm.config.hidden_size,
+                config.media_dim,
+                config.xattn_heads,
+                config.xattn_dim_head,
+                config.xattn_ff_mult,
+            )
+            with torch.no_grad():
+                block.alpha_attn.fill_(config.attn_gate_init)  # 0 (AF1): the plain LM at init
             layers[i] = XAttnDecoderLayer(block, layers[i], self.media_state)
     self.audio_layers.to(dtype)
     for _, layer in self.xattn_layers():
@@ -238,29 +312,37 @@ def _wrap_decoder_layers(self: Flamingo):
 def _ensure_hooks(self: Flamingo):
     "(Re-)register the embedding pre-hook; `resize_token_embeddings` may have replaced the module."
     emb = self.lm.get_input_embeddings()
-    if emb is self._hooked_embedding: return
-    if self._embedding_hook is not None: self._embedding_hook.remove()
+    if emb is self._hooked_embedding:
+        return
+    if self._embedding_hook is not None:
+        self._embedding_hook.remove()
+
     def on_embedding_call(module, args, kwargs):
         ids = args[0] if args else kwargs.get("input", kwargs.get("input_ids"))
         self.media_state.on_input_ids(ids)
+
     self._embedding_hook = emb.register_forward_pre_hook(on_embedding_call, with_kwargs=True)
-    self.__dict__["_hooked_embedding"] = emb          # a reference, not a submodule (no duplicate state_dict keys)
+    self.__dict__["_hooked_embedding"] = emb  # a reference, not a submodule (no duplicate state_dict keys)
 
 # %% ../nbs/06_flamingo.ipynb #d5011633
 @patch
 def _on_lm_call(self: Flamingo, module, args, kwargs):
     cache = kwargs.get("cache", kwargs.get("past_key_values"))
-    if cache is None or cache.get_seq_length() == 0: self.media_state.start_sequence()
+    if cache is None or cache.get_seq_length() == 0:
+        self.media_state.start_sequence()
     if self.media_state.media is not None and kwargs.get("input_ids") is None:
         raise ValueError("Flamingo needs input_ids (not inputs_embeds) to place the audio")
+
 
 @patch
 @contextmanager
 def _media(self: Flamingo, media, media_mask, audios_before=None, record_attention=False):
     self._ensure_hooks()
     self.media_state.arm(media, media_mask, audios_before, record_attention)
-    try: yield self.media_state
-    finally: self.media_state.clear()
+    try:
+        yield self.media_state
+    finally:
+        self.media_state.clear()
 
 # %% ../nbs/06_flamingo.ipynb #5dc79547
 @patch
@@ -269,11 +351,18 @@ def xattn_layers(self: Flamingo) -> list[tuple[int, XAttnDecoderLayer]]:
     layers = self.lm.get_submodule(self.layers_path)
     return [(i, layer) for i, layer in enumerate(layers) if isinstance(layer, XAttnDecoderLayer)]
 
+
 @patch
 def gate_values(self: Flamingo) -> list[dict]:
     "tanh of both gates of every block: 0 = the block adds nothing."
-    return [dict(layer=i, attn=float(torch.tanh(l.xattn.alpha_attn.detach())),
-                 ff=float(torch.tanh(l.xattn.alpha_ff.detach()))) for i, l in self.xattn_layers()]
+    return [
+        dict(
+            layer=i,
+            attn=float(torch.tanh(l.xattn.alpha_attn.detach())),
+            ff=float(torch.tanh(l.xattn.alpha_ff.detach())),
+        )
+        for i, l in self.xattn_layers()
+    ]
 
 # %% ../nbs/06_flamingo.ipynb #bb6aa1f1
 @patch
@@ -283,7 +372,7 @@ def embed_windows(self: Flamingo, audio: torch.Tensor, media_mask: torch.Tensor)
     if self.encoder is None:
         raise ValueError("this model has no window encoder: pass audio_embeds (precomputed) instead of audio")
     self.encoder.eval()
-    emb = self.encoder(audio[media_mask].unsqueeze(1)).squeeze(1)          # (N, D): windows are independent
+    emb = self.encoder(audio[media_mask].unsqueeze(1)).squeeze(1)  # (N, D): windows are independent
     out = emb.new_zeros(*media_mask.shape, emb.shape[-1])
     out[media_mask] = emb
     return out
@@ -292,11 +381,15 @@ def embed_windows(self: Flamingo, audio: torch.Tensor, media_mask: torch.Tensor)
 @patch
 def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None):
     "-> media (B, A·n, media_dim) and media_mask (B, A, n), or (None, None) without audio."
-    if audio is None and audio_embeds is None: return None, None
-    if audio is not None and audio_embeds is not None: raise ValueError("pass audio or audio_embeds, not both")
+    if audio is None and audio_embeds is None:
+        return None, None
+    if audio is not None and audio_embeds is not None:
+        raise ValueError("pass audio or audio_embeds, not both")
     x, name = (audio, "audio") if audio is not None else (audio_embeds, "audio_embeds")
-    if x.dim() != 4: raise ValueError(f"{name} must be (B, A, n, ·), got {tuple(x.shape)}")
-    if media_mask is None: media_mask = torch.ones(x.shape[:3], dtype=torch.bool, device=x.device)
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be (B, A, n, ·), got {tuple(x.shape)}")
+    if media_mask is None:
+        media_mask = torch.ones(x.shape[:3], dtype=torch.bool, device=x.device)
     media_mask = media_mask.to(device=x.device, dtype=torch.bool)
     if media_mask.shape != x.shape[:3]:
         raise ValueError(f"media_mask {tuple(media_mask.shape)} != {tuple(x.shape[:3])}")
@@ -304,8 +397,9 @@ def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None)
         raise ValueError(f"{x.shape[1]} audios > max_audios={self.config.max_audios}")
     emb = self.embed_windows(audio, media_mask) if audio is not None else audio_embeds
     if emb.shape[-1] != self.config.encoder_dim:
-        raise ValueError(f"window embeddings are {emb.shape[-1]}-d but the audio layers expect "
-                         f"{self.config.encoder_dim}-d")
+        raise ValueError(
+            f"window embeddings are {emb.shape[-1]}-d but the audio layers expect {self.config.encoder_dim}-d"
+        )
     media = self.audio_layers(emb.to(self.audio_layers.norm_in.weight.dtype), media_mask)
     return media.flatten(1, 2), media_mask
 
@@ -322,21 +416,40 @@ def _check_audio_tokens(self: Flamingo, input_ids, media_mask):
 
 # %% ../nbs/06_flamingo.ipynb #859b4c45
 @patch
-def forward(self: Flamingo, input_ids, attention_mask=None, labels=None, audio=None, audio_embeds=None,
-            media_mask=None, past_key_values=None, use_cache: bool = False, output_cross_attentions: bool = False,
-            audios_before=None, **lm_kwargs):
+def forward(
+    self: Flamingo,
+    input_ids,
+    attention_mask=None,
+    labels=None,
+    audio=None,
+    audio_embeds=None,
+    media_mask=None,
+    past_key_values=None,
+    use_cache: bool = False,
+    output_cross_attentions: bool = False,
+    audios_before=None,
+    **lm_kwargs,
+):
     """The HF causal-LM output, plus `.cross_attentions` (per block, (B, heads, T, A·n)) when asked and `.audios_seen`
     (B,) to pass as `audios_before` when continuing from `past_key_values` (the new cache is `.cache`)."""
     media, media_mask = self.encode_media(audio, audio_embeds, media_mask)
     if media is not None and past_key_values is None and audios_before is None:
         self._check_audio_tokens(input_ids, media_mask)
     if media is not None and past_key_values is not None and audios_before is None:
-        raise ValueError("continuing from past_key_values with media: pass audios_before "
-                         "(the previous output's .audios_seen)")
+        raise ValueError(
+            "continuing from past_key_values with media: pass audios_before (the previous output's .audios_seen)"
+        )
     with self._media(media, media_mask, audios_before, output_cross_attentions) as state:
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, labels=labels, cache=past_key_values,
-                      use_cache=use_cache, **lm_kwargs)
-        if output_cross_attentions: out.cross_attentions = list(state.attentions)
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            labels=labels,
+            cache=past_key_values,
+            use_cache=use_cache,
+            **lm_kwargs,
+        )
+        if output_cross_attentions:
+            out.cross_attentions = list(state.attentions)
         out.audios_seen = state.audios_seen
     return out
 
@@ -352,22 +465,28 @@ def cross_attention(self: Flamingo, batch: dict) -> list[torch.Tensor]:
 # %% ../nbs/06_flamingo.ipynb #cd0f2c1f
 @patch
 @torch.no_grad()
-def generate(self: Flamingo, input_ids, attention_mask=None, audio=None, audio_embeds=None, media_mask=None,
-             **hf_generate_kwargs):
+def generate(
+    self: Flamingo, input_ids, attention_mask=None, audio=None, audio_embeds=None, media_mask=None, **hf_generate_kwargs
+):
     """HF `generate` through the wrapped LM (greedy, beams, sampling); prompts left-padded. Returns prompt + new
     ids. A `cache` (`past_key_values`) of the first tokens of `input_ids` is continued: the rest is computed."""
     if attention_mask is not None and (attention_mask[:, -1] == 0).any():
         raise ValueError("generation needs left-padded prompts (a row ends in padding): use padding_side='left'")
     media, media_mask = self.encode_media(audio, audio_embeds, media_mask)
-    if media is not None: self._check_audio_tokens(input_ids, media_mask)
-    cache = hf_generate_kwargs.get("cache", hf_generate_kwargs.get("past_key_values"))   # transformers 5: cache
+    if media is not None:
+        self._check_audio_tokens(input_ids, media_mask)
+    cache = hf_generate_kwargs.get("cache", hf_generate_kwargs.get("past_key_values"))  # transformers 5: cache
     cached = cache.get_seq_length() if cache is not None else 0
-    audios_before = None             # the cached prefix's <audio> tokens never reach the embedding hook: count them
-    if media is not None and cached: audios_before = (input_ids[:, :cached] == self.token_ids["audio"]).sum(1)
-    kw = dict(max_new_tokens=128, eos_token_id=[self.token_ids["eoc"], self.token_ids["eos"]],
-              pad_token_id=self.token_ids["pad"])
+    audios_before = None  # the cached prefix's <audio> tokens never reach the embedding hook: count them
+    if media is not None and cached:
+        audios_before = (input_ids[:, :cached] == self.token_ids["audio"]).sum(1)
+    kw = dict(
+        max_new_tokens=128,
+        eos_token_id=[self.token_ids["eoc"], self.token_ids["eos"]],
+        pad_token_id=self.token_ids["pad"],
+    )
     kw.update(hf_generate_kwargs)
-    kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + [self.token_ids["audio"]]   # never emit <audio>
+    kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + [self.token_ids["audio"]]  # never emit <audio>
     with self._media(media, media_mask, audios_before):
         return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 
@@ -375,11 +494,13 @@ def generate(self: Flamingo, input_ids, attention_mask=None, audio=None, audio_e
 def _random_lm(config: FlamingoConfig):
     "A random-init HF causal LM of `config.lm_config`'s shape and its tokenizer (with the audio tokens)."
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(config.tokenizer) if config.tokenizer else build_tiny_tokenizer()
     add_audio_tokens(tokenizer)
     kw = dict(config.lm_config)
     model_type = kw.pop("model_type")
-    if kw.get("vocab_size") is None: kw["vocab_size"] = len(tokenizer)
+    if kw.get("vocab_size") is None:
+        kw["vocab_size"] = len(tokenizer)
     eos = tokenizer.eos_token_id
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos
     pad = tokenizer.pad_token_id
@@ -390,9 +511,11 @@ def _random_lm(config: FlamingoConfig):
 def _build_lm(config: FlamingoConfig):
     "The HF causal LM and its tokenizer, as the config says."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     dtype = getattr(torch, config.dtype)
     if config.lm_name == "smollm2":
-        from audioflamingo_lab.pretrained import load_smollm2          # lazy: needs the bundled weights
+        from audioflamingo_lab.pretrained import load_smollm2  # lazy: needs the bundled weights
+
         lm, tokenizer = load_smollm2()
         return lm.to(dtype), tokenizer
     if config.lm_name:
@@ -405,14 +528,22 @@ def _build_lm(config: FlamingoConfig):
 def build_model(preset: str | FlamingoConfig = "tiny", **overrides) -> Flamingo:
     "A Flamingo from a preset name ('tiny', 'af1', 'small'), a hub name or folder, or a config, with `overrides`."
     overrides = renamed_fields(overrides)
-    if isinstance(preset, FlamingoConfig): config = dataclasses.replace(preset, **overrides)
-    elif preset in PRESETS: config = FlamingoConfig.from_name(preset, **overrides)
-    else: config = FlamingoConfig.from_name("af1", **{"lm_name": preset, **overrides})
+    if isinstance(preset, FlamingoConfig):
+        config = dataclasses.replace(preset, **overrides)
+    elif preset in PRESETS:
+        config = FlamingoConfig.from_name(preset, **overrides)
+    else:
+        config = FlamingoConfig.from_name("af1", **{"lm_name": preset, **overrides})
     lm, tokenizer = _build_lm(config)
     encoder = None
     if config.encoder is not None:
         from audioflamingo_lab.encoders import build_encoder
+
         encoder = build_encoder(config.encoder, **config.encoder_kwargs)
-        config = dataclasses.replace(config, encoder_dim=encoder.dim, hop_s=getattr(encoder, "hop_s", config.hop_s),
-                                     window_s=getattr(encoder, "window_s", config.window_s))
+        config = dataclasses.replace(
+            config,
+            encoder_dim=encoder.dim,
+            hop_s=getattr(encoder, "hop_s", config.hop_s),
+            window_s=getattr(encoder, "window_s", config.window_s),
+        )
     return Flamingo(config, lm, tokenizer, encoder)

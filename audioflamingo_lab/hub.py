@@ -19,20 +19,30 @@ __all__ = ['WEIGHTS_NAME', 'CONFIG_NAME', 'ADAPTER_CONFIG_NAME', 'ADAPTER_WEIGHT
 
 # %% ../nbs/19_hub.ipynb #8ce3433a
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
-ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"   # PEFT's names
+ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME = "adapter_config.json", "adapter_model.safetensors"  # PEFT's names
+
 
 def has_lora(model) -> bool:
     "True when the model's LM carries a LoRA adapter (peft keeps its config on the LM)."
     return "default" in (getattr(model.lm, "peft_config", None) or {})
 
-class FlamingoModel(Flamingo, ModelHubMixin, library_name="audioflamingo-lab", tags=["audio", "audio-flamingo"],
-                    paper_url="https://arxiv.org/abs/2402.01831"):
+
+class FlamingoModel(
+    Flamingo,
+    ModelHubMixin,
+    library_name="audioflamingo-lab",
+    tags=["audio", "audio-flamingo"],
+    paper_url="https://arxiv.org/abs/2402.01831",
+):
     "A `Flamingo` with the Hugging Face habits: `from_pretrained`, `save_pretrained`, `push_to_hub` (huggingface_hub)."
+
     @classmethod
     def from_model(cls, model: Flamingo) -> FlamingoModel:
         "The same model object with the hub methods (no copy: only its class changes)."
-        if not isinstance(model, Flamingo): raise TypeError(f"expected a Flamingo, got {type(model).__name__}")
-        if not isinstance(model, cls): model.__class__ = cls
+        if not isinstance(model, Flamingo):
+            raise TypeError(f"expected a Flamingo, got {type(model).__name__}")
+        if not isinstance(model, cls):
+            model.__class__ = cls
         return model
 
     def _save_pretrained(self, save_directory: Path):
@@ -40,18 +50,30 @@ class FlamingoModel(Flamingo, ModelHubMixin, library_name="audioflamingo-lab", t
         save_checkpoint(self, save_directory / WEIGHTS_NAME)
         info = {"format": FORMAT, "flamingo": dataclasses.asdict(self.config), "trainable": self.trainable_setup}
         (save_directory / CONFIG_NAME).write_text(json.dumps(info, indent=2))
-        if has_lora(self): save_lora_adapter(self, save_directory)
+        if has_lora(self):
+            save_lora_adapter(self, save_directory)
 
 # %% ../nbs/19_hub.ipynb #ca9375d0
-def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token,
-                     map_location="cpu", config=None) -> FlamingoModel:
+def _from_pretrained(
+    cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token, map_location="cpu", config=None
+) -> FlamingoModel:
     folder = Path(model_id)
-    if not folder.is_dir():              # a Hub repo: every file save_pretrained wrote
-        folder = Path(snapshot_download(model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                                        local_files_only=local_files_only, token=token))
+    if not folder.is_dir():  # a Hub repo: every file save_pretrained wrote
+        folder = Path(
+            snapshot_download(
+                model_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+            )
+        )
     weights = folder / WEIGHTS_NAME
-    if not weights.is_file(): raise FileNotFoundError(f"{weights}: missing (save_pretrained writes it)")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: missing (save_pretrained writes it)")
     return cls.from_model(load_checkpoint(weights, map_location=map_location))
+
 
 def from_pretrained(cls, pretrained_model_name_or_path, *, map_location="cpu", **hub_kwargs) -> FlamingoModel:
     "A folder `save_pretrained` wrote, or a Hub repo id -> the model (on `map_location`)."
@@ -62,10 +84,14 @@ def from_pretrained(cls, pretrained_model_name_or_path, *, map_location="cpu", *
     if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise FileNotFoundError(f"{name}: no such model folder")
     source = path if path.is_dir() else name
-    try: return super(FlamingoModel, cls).from_pretrained(source, map_location=map_location, **hub_kwargs)
+    try:
+        return super(FlamingoModel, cls).from_pretrained(source, map_location=map_location, **hub_kwargs)
     except LocalEntryNotFoundError as e:
-        raise FileNotFoundError(f"{name}: not a local folder and not in the Hugging Face cache while downloads are off "
-                                "(HF_HUB_OFFLINE=1); download it once online, or pass a folder") from e
+        raise FileNotFoundError(
+            f"{name}: not a local folder and not in the Hugging Face cache while downloads are off "
+            "(HF_HUB_OFFLINE=1); download it once online, or pass a folder"
+        ) from e
+
 
 FlamingoModel._from_pretrained = classmethod(_from_pretrained)
 FlamingoModel.from_pretrained = classmethod(from_pretrained)
@@ -77,13 +103,16 @@ def lora_config(model):
         raise ValueError("this model carries no LoRA adapter: train it with configure_trainable(model, 'lora')")
     return model.lm.peft_config["default"]
 
+
 def _wrapper_prefixes(model) -> dict[str, str]:
     "Module-name prefixes in the Flamingo's LM -> in the plain LM (a cross-attention wrapper adds `.decoder_layer`)."
     return {f"{model.layers_path}.{i}.decoder_layer.": f"{model.layers_path}.{i}." for i, _ in model.xattn_layers()}
 
+
 def _rename(name: str, prefixes: dict[str, str]) -> str:
     for old, new in prefixes.items():
-        if name.startswith(old): return new + name[len(old):]
+        if name.startswith(old):
+            return new + name[len(old) :]
     return name
 
 # %% ../nbs/19_hub.ipynb #d2280f2d
@@ -91,12 +120,15 @@ def save_lora_adapter(model, folder) -> Path:
     "`adapter_config.json` + `adapter_model.safetensors` of the LM's LoRA, with the plain LM's module names."
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
+
     to_plain, folder = _wrapper_prefixes(model), Path(folder)
     config = copy.deepcopy(lora_config(model))
     config.target_modules = sorted(_rename(t, to_plain) for t in config.target_modules)
     config.base_model_name_or_path, config.task_type, config.inference_mode = model.config.lm_name, "CAUSAL_LM", True
-    state = {"base_model.model." + _rename(k, to_plain): v.detach().contiguous().cpu()
-             for k, v in get_peft_model_state_dict(model.lm).items()}
+    state = {
+        "base_model.model." + _rename(k, to_plain): v.detach().contiguous().cpu()
+        for k, v in get_peft_model_state_dict(model.lm).items()
+    }
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(folder))
     save_file(state, str(folder / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
@@ -110,15 +142,18 @@ def _lora_settings(saved, to_inside: dict) -> tuple[LoraSettings, set[str]]:
     names = tuple(sorted({t.rsplit(".", 1)[-1] for t in targets}))
     return LoraSettings(r=saved.r, alpha=saved.lora_alpha, dropout=saved.lora_dropout, targets=names), targets
 
+
 def load_lora_adapter(model, folder):
     "Load a PEFT LoRA folder into a Flamingo's LM (switching it to `lora` mode if it has no adapter yet); strict."
     from peft import LoraConfig, set_peft_model_state_dict
     from peft.utils import load_peft_weights
+
     folder = Path(folder)
     for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name}: missing (a PEFT adapter folder has {ADAPTER_CONFIG_NAME} "
-                                    f"and {ADAPTER_WEIGHTS_NAME})")
+            raise FileNotFoundError(
+                f"{folder / name}: missing (a PEFT adapter folder has {ADAPTER_CONFIG_NAME} and {ADAPTER_WEIGHTS_NAME})"
+            )
     to_inside = {v: k for k, v in _wrapper_prefixes(model).items()}
     settings, targets = _lora_settings(LoraConfig.from_pretrained(str(folder)), to_inside)
     if not has_lora(model):
@@ -126,14 +161,18 @@ def load_lora_adapter(model, folder):
         configure_trainable(model, "lora", lora=settings, new_tokens=new_tokens)
     ours = lora_config(model)
     if (ours.r, ours.lora_alpha, set(ours.target_modules)) != (settings.r, settings.alpha, targets):
-        raise ValueError(f"{folder / ADAPTER_CONFIG_NAME}: r={settings.r}, alpha={settings.alpha} on {len(targets)} "
-                         f"modules, but the model's LoRA has r={ours.r}, alpha={ours.lora_alpha} "
-                         f"on {len(ours.target_modules)} modules")
+        raise ValueError(
+            f"{folder / ADAPTER_CONFIG_NAME}: r={settings.r}, alpha={settings.alpha} on {len(targets)} "
+            f"modules, but the model's LoRA has r={ours.r}, alpha={ours.lora_alpha} "
+            f"on {len(ours.target_modules)} modules"
+        )
     weights = load_peft_weights(str(folder), device="cpu")
     state = {_rename(k.removeprefix("base_model.model."), to_inside): v for k, v in weights.items()}
     result = set_peft_model_state_dict(model.lm, state)
     missing = [k for k in result.missing_keys if "lora_" in k]
     if result.unexpected_keys or missing:
-        raise ValueError(f"{folder / ADAPTER_WEIGHTS_NAME}: does not match the model's LoRA: unexpected "
-                         f"{sorted(result.unexpected_keys)[:5]}, missing {sorted(missing)[:5]}")
+        raise ValueError(
+            f"{folder / ADAPTER_WEIGHTS_NAME}: does not match the model's LoRA: unexpected "
+            f"{sorted(result.unexpected_keys)[:5]}, missing {sorted(missing)[:5]}"
+        )
     return model

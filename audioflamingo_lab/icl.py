@@ -21,35 +21,48 @@ __all__ = ['ORDERS', 'file_sha256', 'file_key', 'ShotSelector', 'NoShots', 'Rand
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
+
 
 def file_sha256(path) -> str:
     "sha256 (hex) of a file's bytes, remembered until the file changes (size or mtime)."
     st = os.stat(path)
     return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
+
 def file_key(path) -> str | None:
     "What identifies an audio file's content: its sha256, or its path when it cannot be read; None for text-only items."
-    if path is None: return None
-    try: return file_sha256(path)
-    except OSError: return str(Path(path).resolve())
+    if path is None:
+        return None
+    try:
+        return file_sha256(path)
+    except OSError:
+        return str(Path(path).resolve())
 
 # %% ../nbs/09_icl.ipynb #2a7a28df
 ORDERS = ("shuffle", "similarity")
 
+
 class ShotSelector:
     "Chooses in-context shots for queries; subclasses say where the candidates come from."
-    select = "none"                         # the Episode.select this selector produces
-    has_scores = False                      # can order by similarity
 
-    def __init__(self, k: int = 7,          # AF1: 7 shots + the query = 8 audios per sequence
-                 order: str = "shuffle",    # AF1 shuffled the retrieved shots
-                 seed: int = 0):            # with the query id, fixes every random choice
-        if order not in ORDERS: raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    select = "none"  # the Episode.select this selector produces
+    has_scores = False  # can order by similarity
+
+    def __init__(
+        self,
+        k: int = 7,  # AF1: 7 shots + the query = 8 audios per sequence
+        order: str = "shuffle",  # AF1 shuffled the retrieved shots
+        seed: int = 0,
+    ):  # with the query id, fixes every random choice
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         if order == "similarity" and not self.has_scores:
             raise ValueError(f"{type(self).__name__} has no similarity scores; use order='shuffle'")
-        if k < 0: raise ValueError(f"k must be >= 0, got {k}")
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
         self.k, self.order, self.seed = k, order, seed
 
     def candidates(self, queries: list[Item], k: int, draw: int = 0) -> list[list[tuple[Item, float | None]]]:
@@ -63,19 +76,28 @@ class ShotSelector:
 
     def arrange(self, query: Item, shots: list[tuple[Item, float | None]], draw: int = 0) -> list[Item]:
         "Put the shots in the prompt order."
-        if self.order == "similarity": shots = sorted(shots, key=lambda s: s[1])   # stable: ties keep rank order
-        else: shots = list(shots); self.rng(query, draw).shuffle(shots)
+        if self.order == "similarity":
+            shots = sorted(shots, key=lambda s: s[1])  # stable: ties keep rank order
+        else:
+            shots = list(shots)
+            self.rng(query, draw).shuffle(shots)
         return [it for it, _ in shots]
 
     def select_many(self, queries: list[Item], k: int | None = None, draw: int = 0) -> list[list[Item]]:
         "Shots for each query, in prompt order (one batched call to `candidates`)."
         k = self.k if k is None else k
-        if k == 0 or not queries: return [[] for _ in queries]
-        return [self.arrange(q, c[:self.n_shots(k)], draw) for q, c in zip(queries, self.candidates(list(queries), k, draw))]
+        if k == 0 or not queries:
+            return [[] for _ in queries]
+        return [
+            self.arrange(q, c[: self.n_shots(k)], draw)
+            for q, c in zip(queries, self.candidates(list(queries), k, draw))
+        ]
 
-    def n_shots(self, k: int) -> int: return k          # balanced selectors give k shots per class
+    def n_shots(self, k: int) -> int:
+        return k  # balanced selectors give k shots per class
 
-    def __call__(self, query: Item, k: int | None = None) -> list[Item]: return self.select_many([query], k)[0]
+    def __call__(self, query: Item, k: int | None = None) -> list[Item]:
+        return self.select_many([query], k)[0]
 
     def selection(self, query: Item) -> str:
         "The `Episode.select` of this query's shots (a mixed selector decides per query)."
@@ -89,19 +111,24 @@ class ShotSelector:
         "The selector that actually gives this query's shots (itself; a mixed selector's choice)."
         return self
 
+
 class NoShots(ShotSelector):
     "Zero-shot: the query alone."
-    def candidates(self, queries, k, draw=0): return [[] for _ in queries]
+
+    def candidates(self, queries, k, draw=0):
+        return [[] for _ in queries]
 
 # %% ../nbs/09_icl.ipynb #8ea08049
 class RandomShots(ShotSelector):
     "k random train items per query; never the query, its file, or one file twice."
+
     select = "random"
 
     def __init__(self, pool: list[Item], k: int = 7, order: str = "shuffle", seed: int = 0):
         super().__init__(k, order, seed)
-        self.pool = [it for it in pool if it.split == "train"]    # the reference drew from the query's split: a leak
-        if not self.pool: raise ValueError("RandomShots: the pool has no train items to draw shots from")
+        self.pool = [it for it in pool if it.split == "train"]  # the reference drew from the query's split: a leak
+        if not self.pool:
+            raise ValueError("RandomShots: the pool has no train items to draw shots from")
 
     def candidates(self, queries, k, draw=0):
         out = []
@@ -110,15 +137,19 @@ class RandomShots(ShotSelector):
             for i in rng.sample(range(len(self.pool)), len(self.pool)):
                 it = self.pool[i]
                 key = file_key(it.audio) if it.audio is not None else ("text", it.id)
-                if it.id == q.id or (qkey is not None and key == qkey) or key in seen: continue
-                seen.add(key); shots.append((it, None))
-                if len(shots) == k: break
+                if it.id == q.id or (qkey is not None and key == qkey) or key in seen:
+                    continue
+                seen.add(key)
+                shots.append((it, None))
+                if len(shots) == k:
+                    break
             out.append(shots)
         return out
 
 # %% ../nbs/09_icl.ipynb #77930255
 class RetrievedShots(ShotSelector):
     "The k train clips most similar to the query (AF1's RAG), from a `ClipIndex`."
+
     select, has_scores = "rag", True
 
     def __init__(self, index, k: int = 7, order: str = "shuffle", seed: int = 0):
@@ -131,24 +162,30 @@ class RetrievedShots(ShotSelector):
 # %% ../nbs/09_icl.ipynb #0a28c194
 class MixedShots(ShotSelector):
     "Each query's shots come from one of several selectors, drawn per query with `weights` (seeded)."
+
     def __init__(self, selectors: list[ShotSelector], weights: list[float] | None = None, seed: int = 0):
-        if not selectors: raise ValueError("MixedShots needs at least one selector")
+        if not selectors:
+            raise ValueError("MixedShots needs at least one selector")
         super().__init__(k=max(s.k for s in selectors), order="shuffle", seed=seed)
         self.selectors, self.weights = list(selectors), list(weights or [1.0] * len(selectors))
-        self.pool = [it for s in self.selectors for it in getattr(s, "pool", [])]   # for precomputing embeddings
+        self.pool = [it for s in self.selectors for it in getattr(s, "pool", [])]  # for precomputing embeddings
 
     def choose(self, query: Item, draw: int = 0) -> ShotSelector:
         return self.rng(query, draw).choices(self.selectors, self.weights)[0]
 
-    def selection(self, query: Item) -> str: return self.choose(query).select
-    def resolve(self, query: Item, draw: int = 0) -> ShotSelector: return self.choose(query, draw)
+    def selection(self, query: Item) -> str:
+        return self.choose(query).select
+
+    def resolve(self, query: Item, draw: int = 0) -> ShotSelector:
+        return self.choose(query, draw)
 
     def select_many(self, queries, k=None, draw=0):
         return [self.choose(q, draw).select_many([q], k, draw)[0] for q in queries]
 
 # %% ../nbs/09_icl.ipynb #7d1fe43c
-def make_episodes(queries: list[Item], selector: ShotSelector | None = None, k: int | None = None,
-                  draw: int = 0) -> list[Episode]:
+def make_episodes(
+    queries: list[Item], selector: ShotSelector | None = None, k: int | None = None, draw: int = 0
+) -> list[Episode]:
     "One episode per query (shots chosen in one batched call); `selector=None` gives zero-shot episodes."
     selector = selector or NoShots(k=0)
     episodes = []
@@ -157,6 +194,7 @@ def make_episodes(queries: list[Item], selector: ShotSelector | None = None, k: 
         episodes.append(Episode(chosen.episode_query(q, shots), shots, chosen.select) if shots else Episode(q))
     return episodes
 
+
 def make_episode(query: Item, selector: ShotSelector | None = None, k: int | None = None, draw: int = 0) -> Episode:
     "The episode for one query: `selector`'s shots (k of them) then the query."
     return make_episodes([query], selector, k, draw)[0]
@@ -164,19 +202,25 @@ def make_episode(query: Item, selector: ShotSelector | None = None, k: int | Non
 # %% ../nbs/09_icl.ipynb #535f8657
 class BalancedShots(ShotSelector):
     "k train clips of each of `ways` classes (the query's included), shuffled; `ways` may be a (lo, hi) range."
+
     select = "balanced"
 
-    def __init__(self, pool: list[Item], ways: int | tuple[int, int] = 5, k: int = 1, seed: int = 0,
-                 from_options: bool = True):
+    def __init__(
+        self, pool: list[Item], ways: int | tuple[int, int] = 5, k: int = 1, seed: int = 0, from_options: bool = True
+    ):
         super().__init__(k, "shuffle", seed)
         self.ways = (ways, ways) if isinstance(ways, int) else tuple(ways)
-        if self.ways[0] < 2 or self.ways[0] > self.ways[1]: raise ValueError(f"ways must be >= 2, got {ways}")
+        if self.ways[0] < 2 or self.ways[0] > self.ways[1]:
+            raise ValueError(f"ways must be >= 2, got {ways}")
         self.pool, self.from_options = [it for it in pool if it.split == "train"], from_options
         self.by_class = defaultdict(list)
-        for it in self.pool: self.by_class[it.answer].append(it)
-        if len(self.by_class) < 2: raise ValueError(f"BalancedShots: the pool's train items have {len(self.by_class)} class(es)")
+        for it in self.pool:
+            self.by_class[it.answer].append(it)
+        if len(self.by_class) < 2:
+            raise ValueError(f"BalancedShots: the pool's train items have {len(self.by_class)} class(es)")
 
-    def n_shots(self, k: int) -> int: return k * self.ways[1]
+    def n_shots(self, k: int) -> int:
+        return k * self.ways[1]
 
     def episode_query(self, query: Item, shots: list[Item]) -> Item:
         return replace(query, options=sorted({s.answer for s in shots}))
@@ -184,30 +228,51 @@ class BalancedShots(ShotSelector):
     def _usable(self, label: str, query: Item) -> list[Item]:
         "Train clips of `label` that are neither the query nor a copy of its file."
         qkey = file_key(query.audio)
-        return [it for it in self.by_class.get(label, []) if it.id != query.id and (qkey is None or file_key(it.audio) != qkey)]
+        return [
+            it
+            for it in self.by_class.get(label, [])
+            if it.id != query.id and (qkey is None or file_key(it.audio) != qkey)
+        ]
 
     def candidates(self, queries, k, draw=0):
         out = []
         for q in queries:
             rng, own = self.rng(q, draw), self._usable(q.answer, q)
-            if len(own) < k: raise ValueError(f"BalancedShots: query {q.id!r}: its class {q.answer!r} has {len(own)} train "
-                                              f"clips besides the query; {k} shot(s) per class need more")
-            labels = [c for c in (q.options if self.from_options and q.options else sorted(self.by_class))
-                      if c != q.answer and len(self._usable(c, q)) >= k]
+            if len(own) < k:
+                raise ValueError(
+                    f"BalancedShots: query {q.id!r}: its class {q.answer!r} has {len(own)} train "
+                    f"clips besides the query; {k} shot(s) per class need more"
+                )
+            labels = [
+                c
+                for c in (q.options if self.from_options and q.options else sorted(self.by_class))
+                if c != q.answer and len(self._usable(c, q)) >= k
+            ]
             n_other = rng.randint(*self.ways) - 1
-            if len(labels) < n_other: raise ValueError(f"BalancedShots: query {q.id!r}: only {len(labels)} other classes have "
-                                                       f"{k} train clip(s); {n_other + 1}-way needs {n_other}")
+            if len(labels) < n_other:
+                raise ValueError(
+                    f"BalancedShots: query {q.id!r}: only {len(labels)} other classes have "
+                    f"{k} train clip(s); {n_other + 1}-way needs {n_other}"
+                )
             classes = [q.answer, *rng.sample(sorted(labels), n_other)]
             out.append([(it, None) for c in classes for it in rng.sample(self._usable(c, q), k)])
         return out
 
 # %% ../nbs/09_icl.ipynb #f3f99a0f
-_ONSETS, _VOWELS, _CODAS = "b d f g k l m n p r s t v z br dr gl kr pl st tr".split(), "a e i o u".split(), ["", "", "n", "x"]
+_ONSETS, _VOWELS, _CODAS = (
+    "b d f g k l m n p r s t v z br dr gl kr pl st tr".split(),
+    "a e i o u".split(),
+    ["", "", "n", "x"],
+)
+
 
 def nonsense_name(rng: random.Random) -> str:
     "A made-up label of 1-3 words of 1-3 syllables, e.g. 'dax', 'kolu brin'."
-    word = lambda: "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 3))) + rng.choice(_CODAS)
+    word = lambda: (
+        "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(rng.randint(1, 3))) + rng.choice(_CODAS)
+    )
     return " ".join(word() for _ in range(rng.choices((1, 2, 3), (5, 4, 1))[0]))
+
 
 def relabel(episode: Episode, rng: random.Random, names: list[str] | None = None, real_share: float = 0.3) -> Episode:
     "Replace every class name of the episode (answers and options) with a fresh name, consistently across its items."
@@ -220,43 +285,53 @@ def relabel(episode: Episode, rng: random.Random, names: list[str] | None = None
         new[label] = name
         taken.add(name)
     query = replace(episode.query, answer=new[episode.query.answer], options=[new[o] for o in episode.query.options])
-    shots = [replace(s, answer=new[s.answer], options=[]) for s in episode.shots]   # a shot's options are never shown
-    return Episode(query, shots, episode.select, shot_loss="inferable")   # a first-seen new name cannot be predicted
+    shots = [replace(s, answer=new[s.answer], options=[]) for s in episode.shots]  # a shot's options are never shown
+    return Episode(query, shots, episode.select, shot_loss="inferable")  # a first-seen new name cannot be predicted
 
 # %% ../nbs/09_icl.ipynb #a1f0fe33
 @dataclass
 class EpisodeKind:
     "One kind of training sample: where its shots come from (None = the plain item), its weight, shots and relabelling."
+
     selector: ShotSelector | None = None
     weight: float = 1.0
-    k_range: tuple[int, int] = (1, 4)      # shots (balanced: shots per class), drawn per sample
-    relabel: float = 0.0                   # probability of symbol-tuning an episode whose query class is on the page
+    k_range: tuple[int, int] = (1, 4)  # shots (balanced: shots per class), drawn per sample
+    relabel: float = 0.0  # probability of symbol-tuning an episode whose query class is on the page
+
 
 class EpisodeMix:
     "Draws, per training sample, a kind of episode and builds it; `names` are real class names for relabelling."
+
     def __init__(self, kinds: list[EpisodeKind], names: list[str] | None = None):
-        if not kinds or sum(k.weight for k in kinds) <= 0: raise ValueError("EpisodeMix needs a kind with a positive weight")
+        if not kinds or sum(k.weight for k in kinds) <= 0:
+            raise ValueError("EpisodeMix needs a kind with a positive weight")
         self.kinds, self.names = list(kinds), sorted(set(names or []))
-        self.pool = [it for k in self.kinds for it in getattr(k.selector, "pool", [])]   # for precomputing embeddings
+        self.pool = [it for k in self.kinds for it in getattr(k.selector, "pool", [])]  # for precomputing embeddings
 
     def __call__(self, query: Item, rng: random.Random) -> Episode:
         kind = rng.choices(self.kinds, [k.weight for k in self.kinds])[0]
-        if kind.selector is None: return Episode(query)
+        if kind.selector is None:
+            return Episode(query)
         ep = make_episode(query, kind.selector, rng.randint(*kind.k_range), draw=rng.getrandbits(31) + 1)
         if kind.relabel and query.answer in {s.answer for s in ep.shots} and rng.random() < kind.relabel:
             ep = relabel(ep, rng, self.names)
         return ep
 
 # %% ../nbs/09_icl.ipynb #889ff875
-def episodes_from_interleaved(items: list[Item], pool: list[Item], source: str = "interleaved manifest") -> list[Episode]:
+def episodes_from_interleaved(
+    items: list[Item], pool: list[Item], source: str = "interleaved manifest"
+) -> list[Episode]:
     "Episodes from items whose `extra['shots']` lists shot ids in `pool` (an error names the item and the missing id)."
     by_id = {it.id: it for it in pool}
     episodes = []
     for q in items:
         ids = q.extra.get("shots", [])
-        if not isinstance(ids, list): raise ValueError(f"{source}: item {q.id!r}: 'shots' must be a list of ids, got {ids!r}")
+        if not isinstance(ids, list):
+            raise ValueError(f"{source}: item {q.id!r}: 'shots' must be a list of ids, got {ids!r}")
         if missing := [i for i in ids if i not in by_id]:
             raise KeyError(f"{source}: item {q.id!r}: shot id(s) {missing} not in the pool of {len(by_id)} items")
         q_clean = Item(**{**q.__dict__, "extra": {k: v for k, v in q.extra.items() if k not in ("shots", "select")}})
-        episodes.append(Episode(q_clean, [by_id[i] for i in ids], select=q.extra.get("select", "rag") if ids else "none"))
+        episodes.append(
+            Episode(q_clean, [by_id[i] for i in ids], select=q.extra.get("select", "rag") if ids else "none")
+        )
     return episodes

@@ -23,13 +23,17 @@ def model_device(model) -> torch.device:
     "Where the model's audio side lives: inputs built here go there."
     return next(model.audio_layers.parameters()).device
 
+
 def clip_embeds(model, clip) -> tuple[torch.Tensor, torch.Tensor]:
     "One path or waveform -> its window embeddings (n, D) and mask (n,), with the model's encoder and window count."
-    if model.encoder is None: raise ValueError("this model has no window encoder: use generate() with audio_embeds")
-    if isinstance(clip, (str, Path)): return model.encoder.encode_file(clip, max_windows=model.config.max_windows)
+    if model.encoder is None:
+        raise ValueError("this model has no window encoder: use generate() with audio_embeds")
+    if isinstance(clip, (str, Path)):
+        return model.encoder.encode_file(clip, max_windows=model.config.max_windows)
     enc, device = model.encoder, model_device(model)
-    windows, mask = sliding_windows(np.asarray(clip, dtype=np.float32), enc.sample_rate, enc.window_s, enc.hop_s,
-                                    model.config.max_windows)
+    windows, mask = sliding_windows(
+        np.asarray(clip, dtype=np.float32), enc.sample_rate, enc.window_s, enc.hop_s, model.config.max_windows
+    )
     return model.embed_windows(windows[None, None].to(device), mask[None, None].to(device))[0, 0], mask
 
 # %% ../nbs/06b_inference.ipynb #e28a23a1
@@ -47,8 +51,10 @@ def audio_embeds(model, clips: list) -> tuple[torch.Tensor, torch.Tensor]:
 # %% ../nbs/06b_inference.ipynb #3c3867e7
 MODEL_INPUTS = ("input_ids", "attention_mask", "audio", "media_mask")
 
+
 class AudioFlamingoProcessor:
     "Text + audio -> a model batch, like a Hugging Face processor: the project's template renders, `collate` pads."
+
     def __init__(self, tokenizer, encoder=None, max_tokens: int = 512, max_windows: int = 16):
         self.tokenizer, self.encoder, self.max_tokens, self.max_windows = tokenizer, encoder, max_tokens, max_windows
 
@@ -60,48 +66,87 @@ class AudioFlamingoProcessor:
 @patch
 def windows(self: AudioFlamingoProcessor, audio, sampling_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     "One clip -> raw windows (n, W) and mask (n,), cut as training cuts them."
-    if self.encoder is None: raise ValueError("this model has no window encoder: pass precomputed audio_embeds")
+    if self.encoder is None:
+        raise ValueError("this model has no window encoder: pass precomputed audio_embeds")
     rate = self.encoder.sample_rate
     if sampling_rate is not None and sampling_rate != rate:
         raise ValueError(f"audio at {sampling_rate} Hz but the encoder reads {rate} Hz: resample (or pass a path)")
     if isinstance(audio, (str, Path)):
         return load_media(Item(id=str(audio), audio=str(audio)), encoder=self.encoder, max_windows=self.max_windows)
     wave = np.asarray(audio, dtype=np.float32)
-    if wave.ndim != 1: raise ValueError(f"a waveform must be 1-D mono samples (one clip per text): {wave.shape}")
+    if wave.ndim != 1:
+        raise ValueError(f"a waveform must be 1-D mono samples (one clip per text): {wave.shape}")
     return sliding_windows(wave, rate, self.encoder.window_s, self.encoder.hop_s, max_windows=self.max_windows)
 
 # %% ../nbs/06b_inference.ipynb #b99eeb81
 @patch
-def episodes(self: AudioFlamingoProcessor, episodes: list[Episode], cache=None, with_answer: bool = False,
-             task_prefix: bool | float = True, padding_side: str = "right", clips: dict | None = None,
-             sampling_rate: int | None = None) -> tuple[dict, list]:
+def episodes(
+    self: AudioFlamingoProcessor,
+    episodes: list[Episode],
+    cache=None,
+    with_answer: bool = False,
+    task_prefix: bool | float = True,
+    padding_side: str = "right",
+    clips: dict | None = None,
+    sampling_rate: int | None = None,
+) -> tuple[dict, list]:
     "Episodes -> (the collated batch of DESIGN.md, the `Rendered` of each episode)."
+
     def media(item):
-        if clips is not None and item.audio in clips: return self.windows(clips[item.audio], sampling_rate)
+        if clips is not None and item.audio in clips:
+            return self.windows(clips[item.audio], sampling_rate)
         return load_media(item, cache, self.encoder, self.max_windows)
+
     rows = []
     for episode in episodes:
         rendered = render(episode, self.tokenizer, self.max_tokens, with_answer=with_answer, task_prefix=task_prefix)
-        rows.append({"rendered": rendered, "media": [media(item) for item in rendered.audios],
-                     "media_key": "audio_embeds" if cache is not None else "audio"})
+        rows.append(
+            {
+                "rendered": rendered,
+                "media": [media(item) for item in rendered.audios],
+                "media_key": "audio_embeds" if cache is not None else "audio",
+            }
+        )
     return collate(rows, self.tokenizer.pad_token_id, padding_side), [row["rendered"] for row in rows]
 
 # %% ../nbs/06b_inference.ipynb #73100d91
 @patch
-def __call__(self: AudioFlamingoProcessor, text, audio=None, task: str | None = None, padding_side: str = "right",
-             sampling_rate: int | None = None, return_tensors: str = "pt") -> BatchFeature:
+def __call__(
+    self: AudioFlamingoProcessor,
+    text,
+    audio=None,
+    task: str | None = None,
+    padding_side: str = "right",
+    sampling_rate: int | None = None,
+    return_tensors: str = "pt",
+) -> BatchFeature:
     "`text` (a str or a list) and `audio` (None, or one clip or None per text) -> the model's keyword arguments."
-    if return_tensors != "pt": raise ValueError(f"return_tensors={return_tensors!r}: only 'pt' (PyTorch) is supported")
-    texts, audios = ([text], [audio]) if isinstance(text, str) else (list(text), [None] * len(text) if audio is None
-                                                                     else list(audio))
+    if return_tensors != "pt":
+        raise ValueError(f"return_tensors={return_tensors!r}: only 'pt' (PyTorch) is supported")
+    texts, audios = (
+        ([text], [audio])
+        if isinstance(text, str)
+        else (list(text), [None] * len(text) if audio is None else list(audio))
+    )
     if len(audios) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(audios)} audios: pass one clip (or None) per text")
     clips = {f"audio{k}": clip for k, clip in enumerate(audios) if clip is not None}
-    episodes = [Episode(Item(id=f"sample{k}", audio=f"audio{k}" if clip is not None else None, prompt=prompt,
-                             task=task or "captioning")) for k, (prompt, clip) in enumerate(zip(texts, audios))]
-    batch, _ = self.episodes(episodes, task_prefix=task is not None, padding_side=padding_side, clips=clips,
-                             sampling_rate=sampling_rate)
+    episodes = [
+        Episode(
+            Item(
+                id=f"sample{k}",
+                audio=f"audio{k}" if clip is not None else None,
+                prompt=prompt,
+                task=task or "captioning",
+            )
+        )
+        for k, (prompt, clip) in enumerate(zip(texts, audios))
+    ]
+    batch, _ = self.episodes(
+        episodes, task_prefix=task is not None, padding_side=padding_side, clips=clips, sampling_rate=sampling_rate
+    )
     return BatchFeature({k: batch[k] for k in MODEL_INPUTS if k in batch})
+
 
 @patch
 def batch_decode(self: AudioFlamingoProcessor, sequences, **kwargs) -> list[str]:
@@ -113,23 +158,34 @@ def question_episode(prompt: str, n_audios: int, answers: list[str] | None = Non
     "The episode `generate_text` asks: `n_audios` items named audio0.. (the last is the query), shots with `answers`."
     answers = list(answers or [])
     if n_audios > 1 and len(answers) != n_audios - 1:
-        raise ValueError(f"{n_audios} audios: pass answers for the first {n_audios - 1} (the shots), "
-                         f"got {len(answers)}")
-    items = [Item(id=f"audio{k}", audio=f"audio{k}" if n_audios else None, prompt=prompt, task=task or "captioning",
-                  answer=(answers[k] if k < len(answers) else "")) for k in range(max(n_audios, 1))]
+        raise ValueError(
+            f"{n_audios} audios: pass answers for the first {n_audios - 1} (the shots), got {len(answers)}"
+        )
+    items = [
+        Item(
+            id=f"audio{k}",
+            audio=f"audio{k}" if n_audios else None,
+            prompt=prompt,
+            task=task or "captioning",
+            answer=(answers[k] if k < len(answers) else ""),
+        )
+        for k in range(max(n_audios, 1))
+    ]
     return Episode(query=items[-1], shots=items[:-1], select="random")
 
 # %% ../nbs/06b_inference.ipynb #4e559977
-def generate_text(model, prompt: str, audio=None, answers: list[str] | None = None, task: str | None = None,
-                  **decoding) -> str:
+def generate_text(
+    model, prompt: str, audio=None, answers: list[str] | None = None, task: str | None = None, **decoding
+) -> str:
     """Answer `prompt` about `audio` (None, a path, a waveform, or a list of them: then the first ones are ICL shots
     with `answers`, asked the same prompt). `task` adds "The task is {task}." Returns the generated text."""
     clips = [] if audio is None else list(audio) if isinstance(audio, (list, tuple)) else [audio]
     episode = question_episode(prompt, len(clips), answers, task)
-    r = render(episode, model.tokenizer, max_tokens=model.config.max_tokens, with_answer=False,
-               task_prefix=task is not None)
-    clips = clips[r.dropped:]                             # shots cut by truncation take their clips with them
+    r = render(
+        episode, model.tokenizer, max_tokens=model.config.max_tokens, with_answer=False, task_prefix=task is not None
+    )
+    clips = clips[r.dropped :]  # shots cut by truncation take their clips with them
     ids = torch.tensor([r.input_ids], device=model_device(model))
     emb, mask = audio_embeds(model, clips) if clips else (None, None)
     out = model.generate(ids, torch.ones_like(ids), audio_embeds=emb, media_mask=mask, **decoding)
-    return model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    return model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()

@@ -14,32 +14,43 @@ __all__ = ['SPLITS', 'ManifestError', 'check_record', 'read_manifest', 'item_rec
 # %% ../nbs/08_manifest.ipynb #8fff3cec
 SPLITS = ("train", "val", "test")
 
+
 class ManifestError(ValueError):
-    "A manifest has bad lines; `.problems` lists `(line, field, message)` for each; the message shows the first `SHOWN`."
-    SHOWN = 50                       # 100k bad lines must not print a 48 MB message
+    """A manifest has bad lines; `.problems` lists `(line, field, message)` for each; the message shows the first
+    `SHOWN`."""
+
+    SHOWN = 50  # 100k bad lines must not print a 48 MB message
+
     def __init__(self, path, problems: list[tuple[int, str, str]]):
         self.path, self.problems = str(path), problems
         lines = sorted({ln for ln, _, _ in problems})
         head = f"{path}: {len(lines)} bad line{'s' * (len(lines) != 1)}"
-        shown = [f"  {path}:{ln}: {fld}: {msg[:300]}" for ln, fld, msg in problems[:self.SHOWN]]
-        rest = problems[self.SHOWN:]
-        if rest: shown.append(f"  ... and {len(rest)} more problem(s) on {len({ln for ln, _, _ in rest})} more line(s)")
+        shown = [f"  {path}:{ln}: {fld}: {msg[:300]}" for ln, fld, msg in problems[: self.SHOWN]]
+        rest = problems[self.SHOWN :]
+        if rest:
+            shown.append(f"  ... and {len(rest)} more problem(s) on {len({ln for ln, _, _ in rest})} more line(s)")
         super().__init__("\n".join([head] + shown))
 
 # %% ../nbs/08_manifest.ipynb #553af748
 _STR_LIST = ("references", "options")
 
-def _is_num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
 
 def check_record(rec) -> list[tuple[str, str]]:
     "Problems of one manifest record as `(field, message)`; `[]` when it follows the schema."
-    if not isinstance(rec, dict): return [("(line)", f"expected a JSON object, got {type(rec).__name__}")]
+    if not isinstance(rec, dict):
+        return [("(line)", f"expected a JSON object, got {type(rec).__name__}")]
     bad = []
     for k in ("id", "task", "split", "dataset"):
-        if k not in rec: bad.append((k, "missing"))
+        if k not in rec:
+            bad.append((k, "missing"))
         elif not isinstance(rec[k], str) or (k != "dataset" and not rec[k].strip()):
             bad.append((k, f"expected a non-empty string, got {rec[k]!r}"))
-    if "audio" not in rec: bad.append(("audio", "missing (use null for a text-only item)"))
+    if "audio" not in rec:
+        bad.append(("audio", "missing (use null for a text-only item)"))
     elif rec["audio"] is not None and (not isinstance(rec["audio"], str) or not rec["audio"].strip()):
         bad.append(("audio", f"expected a path string or null, got {rec['audio']!r}"))
     if isinstance(rec.get("split"), str) and rec["split"].strip() and rec["split"] not in SPLITS:
@@ -47,8 +58,10 @@ def check_record(rec) -> list[tuple[str, str]]:
     dialogue = rec.get("task") == "dialogue"
     for k in ("prompt", "answer"):
         if k not in rec:
-            if not dialogue: bad.append((k, "missing"))
-        elif not isinstance(rec[k], str): bad.append((k, f"expected a string, got {rec[k]!r}"))
+            if not dialogue:
+                bad.append((k, "missing"))
+        elif not isinstance(rec[k], str):
+            bad.append((k, f"expected a string, got {rec[k]!r}"))
     if not dialogue and isinstance(rec.get("answer"), str) and not rec["answer"].strip():
         bad.append(("answer", "empty (only dialogue items may go without an answer)"))
     for k in _STR_LIST:
@@ -56,13 +69,16 @@ def check_record(rec) -> list[tuple[str, str]]:
             bad.append((k, f"expected a list of strings, got {rec[k]!r}"))
     for k, lo in (("audio_start", "0"), ("audio_duration", "> 0")):
         v = rec.get(k)
-        if v is None: continue
+        if v is None:
+            continue
         if not _is_num(v) or v < 0 or (k == "audio_duration" and v == 0):
             bad.append((k, f"expected a number {'>= 0' if lo == '0' else lo} (seconds), got {v!r}"))
     turns = rec.get("turns")
-    if dialogue and not turns: bad.append(("turns", "a dialogue item needs a non-empty list of turns"))
+    if dialogue and not turns:
+        bad.append(("turns", "a dialogue item needs a non-empty list of turns"))
     if turns is not None and turns != []:
-        if not isinstance(turns, list): bad.append(("turns", f"expected a list, got {turns!r}"))
+        if not isinstance(turns, list):
+            bad.append(("turns", f"expected a list, got {turns!r}"))
         else:
             for i, t in enumerate(turns):
                 if not (isinstance(t, dict) and isinstance(t.get("user"), str) and isinstance(t.get("assistant"), str)):
@@ -72,62 +88,97 @@ def check_record(rec) -> list[tuple[str, str]]:
 # %% ../nbs/08_manifest.ipynb #ea351ce0
 _KNOWN = {f for f in Item.__dataclass_fields__ if f != "extra"}
 
+
 def _to_item(rec: dict, root: Path) -> Item:
     audio = rec["audio"]
-    if audio is not None: audio = str((root / audio).resolve()) if not os.path.isabs(audio) else str(Path(audio).resolve())
+    if audio is not None:
+        audio = str((root / audio).resolve()) if not os.path.isabs(audio) else str(Path(audio).resolve())
     known = {k: v for k, v in rec.items() if k in _KNOWN and k != "audio"}
     return Item(audio=audio, **known, extra={k: v for k, v in rec.items() if k not in _KNOWN})
 
-class _DuplicateKey(ValueError): pass
+
+class _DuplicateKey(ValueError):
+    pass
+
 
 def _no_duplicate_keys(pairs):
     "json `object_pairs_hook`: a key given twice on a line is an error, not a silent last-one-wins."
     seen = set()
     for k, _ in pairs:
-        if k in seen: raise _DuplicateKey(k)
+        if k in seen:
+            raise _DuplicateKey(k)
         seen.add(k)
     return dict(pairs)
+
 
 def _lines(path: Path):
     "`(line number, text or None, problem)`: UTF-8 with or without a BOM; UTF-16 and undecodable lines are named."
     data = path.read_bytes()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and b"\x00" in data[:4]):
         raise ValueError(f"{path}: the manifest is UTF-16 encoded; save it as UTF-8 (JSONL is UTF-8)")
-    if data.startswith(b"\xef\xbb\xbf"): data = data[3:]        # a UTF-8 BOM (Windows editors) is fine
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 BOM (Windows editors) is fine
     for ln, raw in enumerate(data.split(b"\n"), 1):
-        try: yield ln, raw.decode("utf-8"), None
-        except UnicodeDecodeError as e: yield ln, None, f"not valid UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1})"
+        try:
+            yield ln, raw.decode("utf-8"), None
+        except UnicodeDecodeError as e:
+            yield ln, None, f"not valid UTF-8 (byte {raw[e.start : e.start + 1]!r} at column {e.start + 1})"
 
-def read_manifest(path, skip_bad: bool = False, check_audio: bool = True, split: str | list[str] | None = None) -> list[Item]:
-    "Items of a JSONL manifest (audio as absolute paths); raises `ManifestError` naming every bad line unless `skip_bad`."
+
+def read_manifest(
+    path, skip_bad: bool = False, check_audio: bool = True, split: str | list[str] | None = None
+) -> list[Item]:
+    """Items of a JSONL manifest (audio as absolute paths); raises `ManifestError` naming every bad line unless
+    `skip_bad`."""
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: manifest not found")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
     root, items, problems, seen = path.parent, [], [], {}
     for ln, line, undecodable in _lines(path):
-        if undecodable: problems.append((ln, "(encoding)", undecodable)); continue
-        if not line.strip(): continue
-        try: rec = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except _DuplicateKey as e: problems.append((ln, str(e), "key given twice on this line")); continue
-        except json.JSONDecodeError as e: problems.append((ln, "(json)", f"not valid JSON: {e.msg} at column {e.colno}")); continue
+        if undecodable:
+            problems.append((ln, "(encoding)", undecodable))
+            continue
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as e:
+            problems.append((ln, str(e), "key given twice on this line"))
+            continue
+        except json.JSONDecodeError as e:
+            problems.append((ln, "(json)", f"not valid JSON: {e.msg} at column {e.colno}"))
+            continue
         bad = check_record(rec)
         fields = {fld for fld, _ in bad}
         if isinstance(rec, dict) and "id" not in fields:
-            if rec["id"] in seen: bad.append(("id", f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})"))
-            else: seen[rec["id"]] = ln
+            if rec["id"] in seen:
+                bad.append(("id", f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})"))
+            else:
+                seen[rec["id"]] = ln
         if isinstance(rec, dict) and "audio" not in fields and check_audio and rec["audio"] is not None:
             audio = root / rec["audio"]
-            if not audio.is_file(): bad.append(("audio", f"file not found: {audio}"))
-        if bad: problems += [(ln, fld, msg) for fld, msg in bad]
-        else: items.append(_to_item(rec, root))
+            if not audio.is_file():
+                bad.append(("audio", f"file not found: {audio}"))
+        if bad:
+            problems += [(ln, fld, msg) for fld, msg in bad]
+        else:
+            items.append(_to_item(rec, root))
     if problems:
-        if not skip_bad: raise ManifestError(path, problems)
+        if not skip_bad:
+            raise ManifestError(path, problems)
         lines = sorted({ln for ln, _, _ in problems})
-        listed = ", ".join(map(str, lines[:ManifestError.SHOWN])) + (" ..." if len(lines) > ManifestError.SHOWN else "")
-        warnings.warn(f"{path}: skipped {len(lines)} bad line(s): {listed} "
-                      f"(first: line {problems[0][0]}, {problems[0][1]}: {problems[0][2]})", stacklevel=2)
+        listed = ", ".join(map(str, lines[: ManifestError.SHOWN])) + (
+            " ..." if len(lines) > ManifestError.SHOWN else ""
+        )
+        warnings.warn(
+            f"{path}: skipped {len(lines)} bad line(s): {listed} "
+            f"(first: line {problems[0][0]}, {problems[0][1]}: {problems[0][2]})",
+            stacklevel=2,
+        )
     if split is not None:
         keep = {split} if isinstance(split, str) else set(split)
-        if unknown := keep - set(SPLITS): raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {SPLITS}")
+        if unknown := keep - set(SPLITS):
+            raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {SPLITS}")
         items = [it for it in items if it.split in keep]
     return items
 
@@ -135,8 +186,13 @@ def read_manifest(path, skip_bad: bool = False, check_audio: bool = True, split:
 def item_record(item: Item, root) -> dict:
     "The JSON record of an item, with its audio path relative to `root` (the manifest's folder)."
     rec = item.to_dict()
-    rec["audio"] = None if item.audio is None else Path(os.path.relpath(Path(item.audio).resolve(), Path(root).resolve())).as_posix()
+    rec["audio"] = (
+        None
+        if item.audio is None
+        else Path(os.path.relpath(Path(item.audio).resolve(), Path(root).resolve())).as_posix()
+    )
     return {"id": rec.pop("id"), "audio": rec.pop("audio"), **rec}
+
 
 def write_manifest(items, path, overwrite: bool = False) -> Path:
     "Write items as JSONL with relative audio paths; refuses to replace an existing file unless `overwrite=True`."
@@ -148,15 +204,18 @@ def write_manifest(items, path, overwrite: bool = False) -> Path:
     for n, item in enumerate(items, 1):
         rec = item_record(item, path.parent)
         bad = check_record(rec)
-        if rec.get("id") in seen: bad.append(("id", f"duplicate id {rec['id']!r} (first is item {seen[rec['id']]})"))
+        if rec.get("id") in seen:
+            bad.append(("id", f"duplicate id {rec['id']!r} (first is item {seen[rec['id']]})"))
         seen.setdefault(rec.get("id"), n)
         problems += [(n, fld, msg) for fld, msg in bad]
         lines.append(json.dumps(rec, ensure_ascii=False))
-    if problems: raise ManifestError(f"{path} (items to write, numbered from 1)", problems)
+    if problems:
+        raise ManifestError(f"{path} (items to write, numbered from 1)", problems)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(l + "\n" for l in lines), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
 
 def manifest_hash(path) -> str:
     "sha256 (hex) of the manifest's bytes."

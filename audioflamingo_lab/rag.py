@@ -19,18 +19,25 @@ __all__ = ['POOLINGS', 'FIRST_SECONDS', 'KINDS', 'as_item', 'clip_segment', 'l2_
 
 # %% ../nbs/10_rag.ipynb #d9174476
 POOLINGS = ("mean", "first10s")
-FIRST_SECONDS = 10.0                        # AF1 embedded the first 10 s of each clip for retrieval
+FIRST_SECONDS = 10.0  # AF1 embedded the first 10 s of each clip for retrieval
+
 
 def as_item(x) -> Item:
     "An `Item` for an item or a bare audio path (id = the path)."
-    if isinstance(x, Item): return x
-    p = str(Path(x).resolve()); return Item(id=p, audio=p)
+    if isinstance(x, Item):
+        return x
+    p = str(Path(x).resolve())
+    return Item(id=p, audio=p)
+
 
 def clip_segment(item: Item, pooling: str = "mean") -> tuple[float | None, float | None]:
     "`(start, duration)` in seconds of the audio a clip vector is computed from."
-    if pooling not in POOLINGS: raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    if pooling == "mean": return item.audio_start, item.audio_duration
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "mean":
+        return item.audio_start, item.audio_duration
     return item.audio_start, min(FIRST_SECONDS, item.audio_duration or FIRST_SECONDS)
+
 
 def l2_normalize(x) -> np.ndarray:
     "Rows scaled to unit length (an all-zero row stays zero)."
@@ -39,20 +46,27 @@ def l2_normalize(x) -> np.ndarray:
 
 # %% ../nbs/10_rag.ipynb #a838f50c
 def _embedding_cache(cache_root, encoder, max_windows):
-    if cache_root is None or hasattr(cache_root, "get"): return cache_root      # None or an EmbeddingCache already
+    if cache_root is None or hasattr(cache_root, "get"):
+        return cache_root  # None or an EmbeddingCache already
     from audioflamingo_lab.encoders import EmbeddingCache
+
     return EmbeddingCache(cache_root, encoder, max_windows=max_windows)
+
 
 def window_embeddings(item: Item, encoder, pooling: str = "mean", cache=None, max_windows: int = 16):
     "`(emb (n, dim), mask (n,))` of the windows a clip vector pools, through `cache` if given."
-    if item.audio is None: raise ValueError(f"item {item.id!r} is text-only: it has no audio to embed")
+    if item.audio is None:
+        raise ValueError(f"item {item.id!r} is text-only: it has no audio to embed")
     start, duration = clip_segment(item, pooling)
-    if cache is not None: return cache.get(item.audio, start=start, duration=duration)
+    if cache is not None:
+        return cache.get(item.audio, start=start, duration=duration)
     return encoder.encode_file(item.audio, max_windows=max_windows, start=start, duration=duration)
+
 
 def embed_clips(items_or_paths, encoder, pooling: str = "mean", cache_root=None, max_windows: int = 16) -> np.ndarray:
     "L2-normalised clip vectors `float32 (N, dim)`; `cache_root` (a folder or an `EmbeddingCache`) avoids re-encoding."
     from tqdm.auto import tqdm
+
     cache = _embedding_cache(cache_root, encoder, max_windows)
     out = np.zeros((len(items_or_paths), encoder.dim), np.float32)
     bar = tqdm(items_or_paths, desc="embedding clips", unit="clip", leave=False, disable=len(items_or_paths) < 8)
@@ -60,35 +74,45 @@ def embed_clips(items_or_paths, encoder, pooling: str = "mean", cache_root=None,
         item = as_item(x)
         emb, mask = window_embeddings(item, encoder, pooling, cache, max_windows)
         emb, mask = torch.as_tensor(emb, dtype=torch.float32), torch.as_tensor(mask, dtype=torch.bool)
-        if not mask.any(): raise AudioError(item.audio, "no real window to embed")
+        if not mask.any():
+            raise AudioError(item.audio, "no real window to embed")
         out[row] = emb[mask].mean(0).numpy()
     return l2_normalize(out)
 
 # %% ../nbs/10_rag.ipynb #97785823
 KINDS = ("flat", "ivf", "hnsw")
 
+
 @dataclass
 class IndexParams:
     "How the faiss index is built and searched."
-    kind: str = "flat"                      # exact search: fine up to ~1e5 clips on a laptop
-    nlist: int | None = None                # ivf lists; None = about 4 sqrt(N)
-    nprobe: int | None = None               # ivf lists searched; None = nlist // 16 (then tune)
-    hnsw_m: int = 32                        # hnsw graph degree: faiss's usual choice for d ~ 512
-    ef_search: int = 64                     # hnsw search beam
-    train_size: int = 100_000               # ivf k-means sees at most this many vectors (keeps 1M builds short)
+
+    kind: str = "flat"  # exact search: fine up to ~1e5 clips on a laptop
+    nlist: int | None = None  # ivf lists; None = about 4 sqrt(N)
+    nprobe: int | None = None  # ivf lists searched; None = nlist // 16 (then tune)
+    hnsw_m: int = 32  # hnsw graph degree: faiss's usual choice for d ~ 512
+    ef_search: int = 64  # hnsw search beam
+    train_size: int = 100_000  # ivf k-means sees at most this many vectors (keeps 1M builds short)
     seed: int = 0
 
-def _default_nlist(n: int) -> int: return max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants >= 39 points a list
+
+def _default_nlist(n: int) -> int:
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants >= 39 points a list
+
 
 def set_search_params(index, params: IndexParams):
     "Apply `nprobe` / `efSearch` from `params` to a built index."
-    if params.kind == "ivf": faiss.ParameterSpace().set_index_parameter(index, "nprobe", params.nprobe)
-    if params.kind == "hnsw": faiss.ParameterSpace().set_index_parameter(index, "efSearch", params.ef_search)
+    if params.kind == "ivf":
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", params.nprobe)
+    if params.kind == "hnsw":
+        faiss.ParameterSpace().set_index_parameter(index, "efSearch", params.ef_search)
+
 
 def make_faiss_index(vectors: np.ndarray, params: IndexParams | None = None) -> faiss.Index:
     "A faiss inner-product index holding `vectors` (rows = ids 0..N-1)."
     params = params or IndexParams()
-    if params.kind not in KINDS: raise ValueError(f"kind must be one of {KINDS}, got {params.kind!r}")
+    if params.kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {params.kind!r}")
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = x.shape
     if params.kind == "ivf":
@@ -103,10 +127,13 @@ def make_faiss_index(vectors: np.ndarray, params: IndexParams | None = None) -> 
     set_search_params(index, params)
     return index
 
+
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int = 8) -> np.ndarray:
     "Ids `(Q, k)` of the exact top-k by inner product (faiss brute force)."
-    exact = faiss.IndexFlatIP(vectors.shape[1]); exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return exact.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+
 
 def recall_at_k(index, vectors: np.ndarray, queries: np.ndarray, k: int = 8, truth: np.ndarray | None = None) -> float:
     "Fraction of the exact top-k (brute force over `vectors`, or `truth` ids given) that `index` also returns."
@@ -114,99 +141,141 @@ def recall_at_k(index, vectors: np.ndarray, queries: np.ndarray, k: int = 8, tru
     _, got = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     return float(np.mean([len(set(t) & set(g)) / k for t, g in zip(truth, got)]))
 
-def tune_recall(index, params: IndexParams, vectors, queries, k: int = 8, target: float = 0.95, limit: int = 4096) -> float:
+
+def tune_recall(
+    index, params: IndexParams, vectors, queries, k: int = 8, target: float = 0.95, limit: int = 4096
+) -> float:
     "Double `nprobe` (ivf) or `efSearch` (hnsw) until recall@k >= target; returns the recall (params are updated)."
     name, truth = {"ivf": "nprobe", "hnsw": "ef_search"}.get(params.kind), exact_top_k(vectors, queries, k)
     while True:
         set_search_params(index, params)
         r = recall_at_k(index, vectors, queries, k, truth)
-        if name is None or r >= target or getattr(params, name) >= limit: return r
-        if name == "nprobe" and params.nprobe >= params.nlist: return r
+        if name is None or r >= target or getattr(params, name) >= limit:
+            return r
+        if name == "nprobe" and params.nprobe >= params.nlist:
+            return r
         setattr(params, name, min(2 * getattr(params, name), params.nlist if name == "nprobe" else limit))
 
 # %% ../nbs/10_rag.ipynb #2e4caff9
 @dataclass
 class Neighbour:
     "One search hit: a train item and its cosine similarity to the query."
+
     item: Item
     score: float
 
+
 class IndexMismatch(ValueError):
     "A saved index does not match the manifest or encoder it is loaded with."
+
 
 def _item_from_dict(d: dict) -> Item:
     known = {k: v for k, v in d.items() if k in Item.__dataclass_fields__ and k != "extra"}
     return Item(**{"audio": None, **known}, extra={k: v for k, v in d.items() if k not in Item.__dataclass_fields__})
 
+
 class ClipIndex:
     "A faiss index over the train clips of a dataset, with the metadata that says how it was built."
-    overfetch = 50                          # AF1 searched k + 50 and then filtered
 
-    def __init__(self, items: list[Item], vectors: np.ndarray, index: faiss.Index, params: IndexParams,
-                 meta: dict | None = None, encoder=None, cache_root=None):
+    overfetch = 50  # AF1 searched k + 50 and then filtered
+
+    def __init__(
+        self,
+        items: list[Item],
+        vectors: np.ndarray,
+        index: faiss.Index,
+        params: IndexParams,
+        meta: dict | None = None,
+        encoder=None,
+        cache_root=None,
+    ):
         self.items, self.vectors, self.index, self.params = items, vectors, index, params
         self.meta, self.encoder, self.cache_root = dict(meta or {}), encoder, cache_root
         self.meta.setdefault("pooling", "mean")
         self.file_keys = [file_key(it.audio) for it in items]
         self.row = {it.id: i for i, it in enumerate(items)}
-        self.known = {}                     # id -> (audio, vector) of non-train items given to `from_vectors`
+        self.known = {}  # id -> (audio, vector) of non-train items given to `from_vectors`
 
     @classmethod
-    def from_vectors(cls, items: list[Item], vectors, kind: str = "flat", meta=None, encoder=None, cache_root=None,
-                     **params) -> ClipIndex:
+    def from_vectors(
+        cls, items: list[Item], vectors, kind: str = "flat", meta=None, encoder=None, cache_root=None, **params
+    ) -> ClipIndex:
         "Index precomputed clip vectors of the train items; the other items' vectors are kept to serve as queries."
-        if len(items) != len(vectors): raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+        if len(items) != len(vectors):
+            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
         keep = [i for i, it in enumerate(items) if it.split == "train" and it.audio is not None]
-        if not keep: raise ValueError("no train items with audio to index")
+        if not keep:
+            raise ValueError("no train items with audio to index")
         x = l2_normalize(np.asarray(vectors))
         p = IndexParams(kind, **params)
         out = cls([items[i] for i in keep], x[keep], make_faiss_index(x[keep], p), p, meta, encoder, cache_root)
-        out.known = {it.id: (it.audio, x[i]) for i, it in enumerate(items) if it.split != "train" and it.audio is not None}
+        out.known = {
+            it.id: (it.audio, x[i]) for i, it in enumerate(items) if it.split != "train" and it.audio is not None
+        }
         return out
 
     @classmethod
-    def build(cls, manifest, encoder, pooling: str = "mean", kind: str = "flat", cache_root=None, **params) -> ClipIndex:
+    def build(
+        cls, manifest, encoder, pooling: str = "mean", kind: str = "flat", cache_root=None, **params
+    ) -> ClipIndex:
         "Embed the train clips of `manifest` (a path, or a list of items) with `encoder` and index them."
         if isinstance(manifest, (str, os.PathLike)):
             src = {"path": str(Path(manifest).resolve()), "hash": manifest_hash(manifest)}
             items = read_manifest(manifest)
-        else: src, items = None, list(manifest)
+        else:
+            src, items = None, list(manifest)
         train = [it for it in items if it.split == "train" and it.audio is not None]
-        if not train: raise ValueError(f"{src['path'] if src else 'items'}: no train items with audio to index")
-        meta = {"encoder": {"name": getattr(encoder, "name", type(encoder).__name__), "cache_key": encoder.cache_key()},
-                "pooling": pooling, "manifest": src}
+        if not train:
+            raise ValueError(f"{src['path'] if src else 'items'}: no train items with audio to index")
+        meta = {
+            "encoder": {"name": getattr(encoder, "name", type(encoder).__name__), "cache_key": encoder.cache_key()},
+            "pooling": pooling,
+            "manifest": src,
+        }
         vectors = embed_clips(train, encoder, pooling, cache_root)
         return cls.from_vectors(train, vectors, kind, meta, encoder, cache_root, **params)
 
-    def __len__(self): return len(self.items)
+    def __len__(self):
+        return len(self.items)
 
     def query_vectors(self, queries: list[Item]) -> np.ndarray:
         "Clip vectors of the queries: stored ones for indexed items, else embedded with the index's encoder."
         out = np.zeros((len(queries), self.vectors.shape[1]), np.float32)
         todo = []
         for n, q in enumerate(queries):
-            if q.audio is None: raise ValueError(f"item {q.id!r} is text-only: it has no audio to search with")
+            if q.audio is None:
+                raise ValueError(f"item {q.id!r} is text-only: it has no audio to search with")
             i, known = self.row.get(q.id), self.known.get(q.id)
-            if i is not None and self.items[i].audio == q.audio: out[n] = self.vectors[i]
-            elif known is not None and known[0] == q.audio: out[n] = known[1]
-            else: todo.append(n)
+            if i is not None and self.items[i].audio == q.audio:
+                out[n] = self.vectors[i]
+            elif known is not None and known[0] == q.audio:
+                out[n] = known[1]
+            else:
+                todo.append(n)
         if todo:
             if self.encoder is None:
-                raise ValueError(f"query {queries[todo[0]].id!r} is not in the index and the index has no encoder: "
-                                 "load it with encoder=... or pass vectors=")
+                raise ValueError(
+                    f"query {queries[todo[0]].id!r} is not in the index and the index has no encoder: "
+                    "load it with encoder=... or pass vectors="
+                )
             out[todo] = embed_clips([queries[n] for n in todo], self.encoder, self.meta["pooling"], self.cache_root)
         return out
 
     def _filter(self, query: Item, scores, rows, exclude: set) -> list[Neighbour]:
         qkey, seen, hits = file_key(query.audio), set(), []
         for s, i in zip(scores, rows):
-            if i < 0: continue
+            if i < 0:
+                continue
             it, key = self.items[i], self.file_keys[i]
-            if it.id == query.id or it.id in exclude: continue
-            if query.audio is not None and (it.audio == query.audio or key == qkey): continue
+            if it.id == query.id or it.id in exclude:
+                continue
+            if query.audio is not None and (it.audio == query.audio or key == qkey):
+                continue
             clip = (key, it.audio_start, it.audio_duration)
-            if clip in seen: continue
-            seen.add(clip); hits.append(Neighbour(it, float(s)))
+            if clip in seen:
+                continue
+            seen.add(clip)
+            hits.append(Neighbour(it, float(s)))
         return hits
 
     def search(self, queries, k: int = 7, exclude=(), vectors=None) -> list[list[Neighbour]]:
@@ -220,7 +289,8 @@ class ClipIndex:
             short = []
             for n, s, r in zip(todo, scores, rows):
                 results[n] = self._filter(queries[n], s, r, exclude)[:k]
-                if len(results[n]) < k and fetch < len(self): short.append(n)
+                if len(results[n]) < k and fetch < len(self):
+                    short.append(n)
             todo, fetch = short, min(2 * fetch, len(self))
         return results
 
@@ -228,75 +298,137 @@ class ClipIndex:
 def _check_manifest(meta: dict, manifest, where: str):
     src, h = meta.get("manifest"), manifest_hash(manifest)
     if src is None:
-        raise IndexMismatch(f"{where}: the index was built from a list of items, not a manifest file, so it cannot be "
-                            f"checked against {manifest}; rebuild it with ClipIndex.build({str(manifest)!r}, encoder)")
+        raise IndexMismatch(
+            f"{where}: the index was built from a list of items, not a manifest file, so it cannot be "
+            f"checked against {manifest}; rebuild it with ClipIndex.build({str(manifest)!r}, encoder)"
+        )
     if h != src["hash"]:
-        raise IndexMismatch(f"{where}: the index was built from {src['path']} (sha256 {src['hash'][:12]}), but {manifest} "
-                            f"has sha256 {h[:12]}: the manifest changed since; rebuild the index")
+        raise IndexMismatch(
+            f"{where}: the index was built from {src['path']} (sha256 {src['hash'][:12]}), but {manifest} "
+            f"has sha256 {h[:12]}: the manifest changed since; rebuild the index"
+        )
+
 
 def _check_encoder(meta: dict, encoder, where: str):
     want, name = meta.get("encoder"), getattr(encoder, "name", type(encoder).__name__)
     if want is None:
-        raise IndexMismatch(f"{where}: the index was built from precomputed vectors with no encoder recorded; "
-                            f"cannot check it against encoder {name}")
+        raise IndexMismatch(
+            f"{where}: the index was built from precomputed vectors with no encoder recorded; "
+            f"cannot check it against encoder {name}"
+        )
     if encoder.cache_key() != want["cache_key"]:
-        raise IndexMismatch(f"{where}: the index was built with encoder {want['name']} (cache key {want['cache_key']}), "
-                            f"not {name} (cache key {encoder.cache_key()}): vectors from different encoders are not "
-                            "comparable; rebuild the index")
+        raise IndexMismatch(
+            f"{where}: the index was built with encoder {want['name']} (cache key {want['cache_key']}), "
+            f"not {name} (cache key {encoder.cache_key()}): vectors from different encoders are not "
+            "comparable; rebuild the index"
+        )
+
 
 def _save(self, folder, overwrite: bool = False) -> Path:
-    "Write `index.faiss`, `vectors.npy` and `meta.json` to `folder`; refuses to replace a saved index unless `overwrite`."
+    """Write `index.faiss`, `vectors.npy` and `meta.json` to `folder`; refuses to replace a saved index unless
+    `overwrite`."""
     folder = Path(folder)
     if (folder / "meta.json").exists() and not overwrite:
         raise FileExistsError(f"{folder}: an index is already saved there; pass overwrite=True to replace it")
     folder.mkdir(parents=True, exist_ok=True)
     faiss.write_index(self.index, str(folder / "index.faiss"))
     np.save(folder / "vectors.npy", self.vectors)
-    meta = {**self.meta, "format": 1, "params": self.params.__dict__, "count": len(self), "dim": int(self.vectors.shape[1]),
-            "items": [{**it.to_dict(), "audio": it.audio} for it in self.items], "file_sha256": self.file_keys}
+    meta = {
+        **self.meta,
+        "format": 1,
+        "params": self.params.__dict__,
+        "count": len(self),
+        "dim": int(self.vectors.shape[1]),
+        "items": [{**it.to_dict(), "audio": it.audio} for it in self.items],
+        "file_sha256": self.file_keys,
+    }
     tmp = folder / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8"); os.replace(tmp, folder / "meta.json")
+    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, folder / "meta.json")
     return folder
+
 
 @classmethod
 def _load(cls, folder, manifest=None, encoder=None, cache_root=None, check_files: bool = False) -> ClipIndex:
     "A saved index; with `manifest` / `encoder` it raises `IndexMismatch` unless they are the ones it was built from."
     folder = Path(folder)
-    if not (folder / "meta.json").is_file(): raise FileNotFoundError(f"{folder}: no saved index (meta.json missing)")
+    if not (folder / "meta.json").is_file():
+        raise FileNotFoundError(f"{folder}: no saved index (meta.json missing)")
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    if manifest is not None: _check_manifest(meta, manifest, str(folder))
-    if encoder is not None: _check_encoder(meta, encoder, str(folder))
+    if manifest is not None:
+        _check_manifest(meta, manifest, str(folder))
+    if encoder is not None:
+        _check_encoder(meta, encoder, str(folder))
     items = [_item_from_dict(d) for d in meta.pop("items")]
     keys, params = meta.pop("file_sha256"), IndexParams(**meta.pop("params"))
-    index = faiss.read_index(str(folder / "index.faiss")); set_search_params(index, params)
+    index = faiss.read_index(str(folder / "index.faiss"))
+    set_search_params(index, params)
     vectors = np.load(folder / "vectors.npy")
     if not (index.ntotal == len(items) == len(vectors) == len(keys)):
-        raise ValueError(f"{folder}: index.faiss has {index.ntotal} vectors, vectors.npy {len(vectors)}, meta.json {len(items)} items")
-    out = cls(items, vectors, index, params, {k: meta[k] for k in ("encoder", "pooling", "manifest") if k in meta}, encoder, cache_root)
+        raise ValueError(
+            f"{folder}: index.faiss has {index.ntotal} vectors, vectors.npy {len(vectors)}, "
+            f"meta.json {len(items)} items"
+        )
+    out = cls(
+        items,
+        vectors,
+        index,
+        params,
+        {k: meta[k] for k in ("encoder", "pooling", "manifest") if k in meta},
+        encoder,
+        cache_root,
+    )
     if check_files and (changed := [it.id for it, a, b in zip(items, keys, out.file_keys) if a != b]):
         raise IndexMismatch(f"{folder}: {len(changed)} audio file(s) changed since indexing, e.g. items {changed[:5]}")
     return out
 
+
 ClipIndex.save, ClipIndex.load = _save, _load
 
 # %% ../nbs/10_rag.ipynb #4a506519
-def write_interleaved_manifest(manifest, index: ClipIndex | None, k: int, out, select: str = "rag", order: str = "shuffle",
-                               seed: int = 0, splits=None, overwrite: bool = False, batch: int = 1024) -> Path:
+def write_interleaved_manifest(
+    manifest,
+    index: ClipIndex | None,
+    k: int,
+    out,
+    select: str = "rag",
+    order: str = "shuffle",
+    seed: int = 0,
+    splits=None,
+    overwrite: bool = False,
+    batch: int = 1024,
+) -> Path:
     "Write `manifest`'s items (of `splits`, default all) with `shots` and `select` fields for offline ICL."
-    if select not in ("rag", "random"): raise ValueError(f"select must be 'rag' or 'random', got {select!r}")
+    if select not in ("rag", "random"):
+        raise ValueError(f"select must be 'rag' or 'random', got {select!r}")
     items = read_manifest(manifest, split=splits)
     if select == "rag":
-        if index is None: raise ValueError("select='rag' needs an index")
-        if index.meta.get("manifest"): _check_manifest(index.meta, manifest, "index")
+        if index is None:
+            raise ValueError("select='rag' needs an index")
+        if index.meta.get("manifest"):
+            _check_manifest(index.meta, manifest, "index")
         selector = RetrievedShots(index, k, order, seed)
-    else: selector = RandomShots(read_manifest(manifest, split="train"), k, order, seed)
+    else:
+        selector = RandomShots(read_manifest(manifest, split="train"), k, order, seed)
     lines = []
     for b in range(0, len(items), batch):
-        chunk = items[b:b + batch]
-        can = [q for q in chunk if q.audio is not None or select == "random"]     # a text-only query has nothing to retrieve with
+        chunk = items[b : b + batch]
+        can = [
+            q for q in chunk if q.audio is not None or select == "random"
+        ]  # a text-only query has nothing to retrieve with
         shots = dict(zip([q.id for q in can], make_episodes(can, selector, k)))
         for q in chunk:
             ep = shots.get(q.id)
-            lines.append(Item(**{**q.__dict__, "extra": {**q.extra, "shots": [s.id for s in ep.shots] if ep else [],
-                                                          "select": ep.select if ep else "none"}}))
+            lines.append(
+                Item(
+                    **{
+                        **q.__dict__,
+                        "extra": {
+                            **q.extra,
+                            "shots": [s.id for s in ep.shots] if ep else [],
+                            "select": ep.select if ep else "none",
+                        },
+                    }
+                )
+            )
     return write_manifest(lines, out, overwrite=overwrite)

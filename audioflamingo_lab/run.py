@@ -8,7 +8,11 @@ import json, os, shutil, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 import yaml
+
+if TYPE_CHECKING:  # the plots import matplotlib lazily; the name is needed only for their annotations
+    from matplotlib.figure import Figure
 
 # %% auto #0
 __all__ = ['AFL_ONLY', 'AFL_SETS', 'LOCK', 'FRESH_S', 'RUN_LIST', 'RUN_ENTRIES', 'LOGGERS', 'ModelSection', 'DataSection',
@@ -20,28 +24,31 @@ __all__ = ['AFL_ONLY', 'AFL_SETS', 'LOCK', 'FRESH_S', 'RUN_LIST', 'RUN_ENTRIES',
 @dataclass
 class ModelSection:
     "Which model, and what trains."
-    preset: str = "tiny"                    # tiny | small | af1 | an HF name or local dir
-    overrides: dict = field(default_factory=dict)   # FlamingoConfig fields to change, e.g. {xattn_every: 6}
-    mode: str = "pretrain"                  # pretrain (LM frozen) | sft (full LM) | lora
-    init_from: str | None = None            # a safetensors checkpoint of an earlier stage (pretrain -> sft)
-    train_new_tokens: bool = True           # the <audio>/<SEP>/<|endofchunk|> rows learn (pretrain, lora)
-    lora_r: int = 8                         # mode=lora: rank of the adapters (peft)
-    lora_alpha: int = 16                    # mode=lora: the adapters' scale is alpha / r
+
+    preset: str = "tiny"  # tiny | small | af1 | an HF name or local dir
+    overrides: dict = field(default_factory=dict)  # FlamingoConfig fields to change, e.g. {xattn_every: 6}
+    mode: str = "pretrain"  # pretrain (LM frozen) | sft (full LM) | lora
+    init_from: str | None = None  # a safetensors checkpoint of an earlier stage (pretrain -> sft)
+    train_new_tokens: bool = True  # the <audio>/<SEP>/<|endofchunk|> rows learn (pretrain, lora)
+    lora_r: int = 8  # mode=lora: rank of the adapters (peft)
+    lora_alpha: int = 16  # mode=lora: the adapters' scale is alpha / r
     lora_dropout: float = 0.0
-    lora_targets: list[str] | None = None   # mode=lora: LM Linear layer names; None = the q/k/v/o projections
+    lora_targets: list[str] | None = None  # mode=lora: LM Linear layer names; None = the q/k/v/o projections
     lora_from_layer: int = 0  # mode=lora: adapt decoder layers >= this (with xattn_from: a short backward)
+
 
 @dataclass
 class DataSection:
     "What the model reads."
-    train: dict = field(default_factory=dict)       # {manifest path: weight}; AF1: weight = passes per epoch
-    cache: str = ".cache/embeddings"        # window-embedding cache of the frozen encoder
+
+    train: dict = field(default_factory=dict)  # {manifest path: weight}; AF1: weight = passes per epoch
+    cache: str = ".cache/embeddings"  # window-embedding cache of the frozen encoder
     batch_size: int = 4
     num_workers: int = 0
-    icl_prob: float = 0.0                   # share of samples rendered as ICL episodes
-    k_min: int = 1                          # shots per ICL episode, drawn from [k_min, k_max]
+    icl_prob: float = 0.0  # share of samples rendered as ICL episodes
+    k_min: int = 1  # shots per ICL episode, drawn from [k_min, k_max]
     k_max: int = 4
-    select: str = "mixed"                   # random | rag | mixed: how ICL shots are chosen
+    select: str = "mixed"  # random | rag | mixed: how ICL shots are chosen
     # manifests whose train split gives the shots (default: the train manifests)
     shot_pool: list = field(default_factory=list)
     # an episode mix instead of icl_prob/select (icl.EpisodeMix):
@@ -50,51 +57,56 @@ class DataSection:
     # log val few-shot accuracy during training (fewshot.FewShotValidation):
     # {manifest, every: 25, ways: 5, k: 1, limit: 40, split: val}
     fewshot_val: dict = field(default_factory=dict)
-    max_tokens: int = 512                   # AF1's sequence length
-    task_prefix: float = 0.5                # AF1 pretraining: "The task is ..." half of the time
+    max_tokens: int = 512  # AF1's sequence length
+    task_prefix: float = 0.5  # AF1 pretraining: "The task is ..." half of the time
+
 
 @dataclass
 class OptimSection:
     "AdamW and the schedule."
-    lr: float = 1e-4                        # AF1 pretraining (SFT: 2e-5)
+
+    lr: float = 1e-4  # AF1 pretraining (SFT: 2e-5)
     weight_decay: float = 0.1
-    warmup_steps: int = 0                   # AF1: 1875 at batch 384
-    schedule: str = "constant"              # constant | cosine
-    gate_lr: float | None = None            # own rate for the tanh gates (short runs: a gate moves ~lr per step)
+    warmup_steps: int = 0  # AF1: 1875 at batch 384
+    schedule: str = "constant"  # constant | cosine
+    gate_lr: float | None = None  # own rate for the tanh gates (short runs: a gate moves ~lr per step)
 
 # %% ../nbs/15a_run.ipynb #5767cca7
 @dataclass
 class TrainerBasics:
     "The `lightning.Trainer` arguments this lab chooses, and afl's own checkpoint cadence and logger."
+
     max_steps: int = 100
     accelerator: str = "auto"
     devices: int | str | list[int] = 1
-    num_nodes: int = 1                      # machines; each runs `devices` processes
-    strategy: str = "auto"                  # ddp | fsdp | deepspeed ... on several devices
-    precision: str = "32-true"              # bf16-mixed on GPUs
+    num_nodes: int = 1  # machines; each runs `devices` processes
+    strategy: str = "auto"  # ddp | fsdp | deepspeed ... on several devices
+    precision: str = "32-true"  # bf16-mixed on GPUs
     accumulate_grad_batches: int = 1
-    gradient_clip_val: float | None = 1.0   # AF1 clipped the gradient norm at 1.0
+    gradient_clip_val: float | None = 1.0  # AF1 clipped the gradient norm at 1.0
     log_every_n_steps: int = 10
-    val_check_interval: int | float | str | dict | None = None   # batches; None = with every checkpoint (below)
-    check_val_every_n_epoch: int | None = None   # None: val_check_interval counts batches across epochs
+    val_check_interval: int | float | str | dict | None = None  # batches; None = with every checkpoint (below)
+    check_val_every_n_epoch: int | None = None  # None: val_check_interval counts batches across epochs
     limit_val_batches: int | float | None = None
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
-    checkpoint_every_n_steps: int = 25      # afl: a last.ckpt to resume from, and a gate snapshot for the GateInspector
-    logger: str = "csv"                     # afl: csv | tensorboard | csv,tensorboard | none (loss.png reads csv)
+    checkpoint_every_n_steps: int = 25  # afl: a last.ckpt to resume from, and a gate snapshot for the GateInspector
+    logger: str = "csv"  # afl: csv | tensorboard | csv,tensorboard | none (loss.png reads csv)
 
-AFL_ONLY = ("checkpoint_every_n_steps", "logger")                 # read by afl train, not passed to the Trainer
-AFL_SETS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins")   # Trainer args afl fills
+
+AFL_ONLY = ("checkpoint_every_n_steps", "logger")  # read by afl train, not passed to the Trainer
+AFL_SETS = ("logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins")  # Trainer args afl fills
 
 # %% ../nbs/15a_run.ipynb #b6dc4466
 @dataclass
 class TrainerSection(TrainerBasics):
     "Every other `lightning.Trainer` argument, with Lightning's defaults: `--trainer.NAME` passes it through."
+
     fast_dev_run: int | bool = False
     max_epochs: int | None = None
     min_epochs: int | None = None
     min_steps: int | None = None
-    max_time: str | dict | None = None      # "DD:HH:MM:SS" or {hours: 2}
+    max_time: str | dict | None = None  # "DD:HH:MM:SS" or {hours: 2}
     limit_train_batches: int | float | None = None
     limit_test_batches: int | float | None = None
     limit_predict_batches: int | float | None = None
@@ -105,7 +117,7 @@ class TrainerSection(TrainerBasics):
     benchmark: bool | None = None
     inference_mode: bool = True
     use_distributed_sampler: bool = True
-    profiler: str | None = None             # simple | advanced | pytorch
+    profiler: str | None = None  # simple | advanced | pytorch
     detect_anomaly: bool = False
     barebones: bool = False
     sync_batchnorm: bool = False
@@ -113,18 +125,20 @@ class TrainerSection(TrainerBasics):
     enable_autolog_hparams: bool = True
     model_registry: str | None = None
 
+
 def trainer_kwargs(trainer: TrainerSection) -> dict:
     "The `lightning.Trainer` keyword arguments of a section: afl's own fields left out, validation scheduled."
     kw = {k: v for k, v in asdict(trainer).items() if k not in AFL_ONLY}
-    if kw["val_check_interval"] is None:    # with every checkpoint; Lightning counts batches, not optimizer steps
+    if kw["val_check_interval"] is None:  # with every checkpoint; Lightning counts batches, not optimizer steps
         kw["val_check_interval"] = trainer.checkpoint_every_n_steps * trainer.accumulate_grad_batches
     if isinstance(kw["val_check_interval"], float) and kw["check_val_every_n_epoch"] is None:
-        kw["check_val_every_n_epoch"] = 1   # a float is a fraction of an epoch, which Lightning counts per epoch
+        kw["check_val_every_n_epoch"] = 1  # a float is a fraction of an epoch, which Lightning counts per epoch
     return kw
 
 # %% ../nbs/15a_run.ipynb #4f1f7759
 LOCK = ".afl.lock"
-FRESH_S = 10.0   # an empty lock younger than this belongs to a holder that is still writing its pid (older writers)
+FRESH_S = 10.0  # an empty lock younger than this belongs to a holder that is still writing its pid (older writers)
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -134,6 +148,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+
 
 def _create_with_pid(path: Path) -> bool:
     "Create `path` already holding our pid (write a temp file, then hard-link it: atomic); False if it exists."
@@ -147,11 +162,15 @@ def _create_with_pid(path: Path) -> bool:
     finally:
         tmp.unlink(missing_ok=True)
 
+
 def _holder(path: Path) -> int | None:
     "The live pid holding `path`, or None when the lock is stale (dead owner, or empty and old)."
-    try: text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
-    except FileNotFoundError: return None
-    if not text: return -1 if age < FRESH_S else None           # being written by a non-atomic writer: not stale yet
+    try:
+        text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if not text:
+        return -1 if age < FRESH_S else None  # being written by a non-atomic writer: not stale yet
     pid = int(text) if text.isdigit() else 0
     return pid if pid and pid != os.getpid() and _alive(pid) else None
 
@@ -165,17 +184,21 @@ def folder_lock(folder):
     path = Path(folder) / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
-        if _create_with_pid(path): break
+        if _create_with_pid(path):
+            break
         if (pid := _holder(path)) is not None:
             who = f"pid {pid}" if pid > 0 else "a process that is just taking it"
             raise RuntimeError(f"{folder} is in use by another afl process ({who}): wait for it, or use another --out")
-        path.unlink(missing_ok=True)                           # stale: its owner is gone
-    else: raise RuntimeError(f"{folder}: could not take {path}")
-    try: yield
-    finally: path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # stale: its owner is gone
+    else:
+        raise RuntimeError(f"{folder}: could not take {path}")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 # %% ../nbs/15a_run.ipynb #ffdce2fc
-RUN_LIST = ".afl-run.json"   # what makes a folder one of our runs: the entries the run writes (and may delete)
+RUN_LIST = ".afl-run.json"  # what makes a folder one of our runs: the entries the run writes (and may delete)
 RUN_ENTRIES = (
     "config.yaml",
     "checkpoints",
@@ -189,16 +212,22 @@ RUN_ENTRIES = (
 )
 _CONFIG_KEYS = {"model", "data", "optim", "trainer", "seed"}
 
+
 def run_files(folder) -> list[str] | None:
     "The entries `folder`'s run list names; None when `folder` is not a run folder we wrote."
     path = Path(folder) / RUN_LIST
     if path.is_file():
-        try: return list(json.loads(path.read_text())["entries"])
-        except (ValueError, KeyError, TypeError) as e: raise ValueError(f"{path}: unreadable run list ({e})") from None
-    config = Path(folder) / "config.yaml"                      # a run written before run lists existed
-    try: legacy = isinstance(c := yaml.safe_load(config.read_text()), dict) and _CONFIG_KEYS <= set(c)
-    except (OSError, yaml.YAMLError): legacy = False
+        try:
+            return list(json.loads(path.read_text())["entries"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: unreadable run list ({e})") from None
+    config = Path(folder) / "config.yaml"  # a run written before run lists existed
+    try:
+        legacy = isinstance(c := yaml.safe_load(config.read_text()), dict) and _CONFIG_KEYS <= set(c)
+    except (OSError, yaml.YAMLError):
+        legacy = False
     return list(RUN_ENTRIES) if legacy and not _foreign(folder, RUN_ENTRIES) else None
+
 
 def _foreign(folder, names) -> list[str]:
     "Entries of `folder` that are not in `names` (nor our lock)."
@@ -208,6 +237,7 @@ def _foreign(folder, names) -> list[str]:
         else []
     )
 
+
 def _listing(names: list[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
@@ -215,9 +245,10 @@ def _listing(names: list[str], n: int = 8) -> str:
 def mark_run_folder(folder, entries=RUN_ENTRIES):
     "Write the run list (atomically): from now on `folder` is a run, and `entries` are what clear_folder may delete."
     path = Path(folder) / RUN_LIST
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")   # DDP ranks mark the folder too
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # DDP ranks mark the folder too
     tmp.write_text(json.dumps({"afl_run": 1, "entries": list(entries)}))
     os.replace(tmp, path)
+
 
 def clear_folder(folder: Path, names=None):
     """Delete what a run wrote in `folder` (the entries of its run list, or `names`), never anything else: if the folder
@@ -233,11 +264,15 @@ def clear_folder(folder: Path, names=None):
         )
     for name in names:
         p = Path(folder) / name
-        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
-        elif p.exists() or p.is_symlink(): p.unlink()
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
 
 # %% ../nbs/15a_run.ipynb #0f0ba38f
-def _finished(run: Path) -> bool: return run_files(run) is not None and (run / "model.safetensors").is_file()
+def _finished(run: Path) -> bool:
+    return run_files(run) is not None and (run / "model.safetensors").is_file()
+
 
 def prepare_run_dir(out, overwrite: bool = False, config: dict | None = None) -> tuple[Path, Path | None]:
     """The run folder, and the Lightning checkpoint to resume from. A finished run is never overwritten silently;
@@ -251,18 +286,23 @@ def prepare_run_dir(out, overwrite: bool = False, config: dict | None = None) ->
         )
     if _finished(run):
         if not overwrite:
-            raise FileExistsError(f"{run} already holds a finished run ({run / 'model.safetensors'}): "
-                                  "choose another --out, or pass --overwrite true to replace it")
+            raise FileExistsError(
+                f"{run} already holds a finished run ({run / 'model.safetensors'}): "
+                "choose another --out, or pass --overwrite true to replace it"
+            )
         clear_folder(run)
     from audioflamingo_lab.checkpoint import latest_good_checkpoint
+
     resume = latest_good_checkpoint(run / "checkpoints")  # an unreadable last.ckpt falls back to the previous one
     run.mkdir(parents=True, exist_ok=True)
     mark_run_folder(run)
     if config is not None:
         old = run / "config.yaml"
         if resume is not None and old.exists() and yaml.safe_load(old.read_text()) != json.loads(json.dumps(config)):
-            raise ValueError(f"{run} holds an interrupted run with another config ({old}); "
-                             "resume with the same config or use another --out")
+            raise ValueError(
+                f"{run} holds an interrupted run with another config ({old}); "
+                "resume with the same config or use another --out"
+            )
         old.write_text(yaml.safe_dump(config, sort_keys=False))
     return run, resume
 
@@ -270,35 +310,46 @@ def prepare_run_dir(out, overwrite: bool = False, config: dict | None = None) ->
 def _load_model(model: ModelSection):
     from audioflamingo_lab.flamingo import build_model
     from audioflamingo_lab.checkpoint import load_checkpoint
+
     return load_checkpoint(model.init_from) if model.init_from else build_model(model.preset, **model.overrides)
+
 
 def _shot_selector(data: DataSection, encoder, cache, seed: int):
     "The ICL shot selector (or episode mix) the data module uses (None when no ICL)."
-    if data.icl_prob <= 0 and not data.episodes: return None
+    if data.icl_prob <= 0 and not data.episodes:
+        return None
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.icl import RandomShots, RetrievedShots, MixedShots
     from audioflamingo_lab.rag import ClipIndex
+
     pool = [it for m in (data.shot_pool or list(data.train)) for it in read_manifest(m, split="train")]
-    if data.episodes: return _episode_mix(data.episodes, pool, encoder, cache, seed)
+    if data.episodes:
+        return _episode_mix(data.episodes, pool, encoder, cache, seed)
     selectors = []
-    if data.select in ("random", "mixed"): selectors.append(RandomShots(pool, k=data.k_max, seed=seed))
+    if data.select in ("random", "mixed"):
+        selectors.append(RandomShots(pool, k=data.k_max, seed=seed))
     if data.select in ("rag", "mixed"):
         index = ClipIndex.build(pool, encoder, cache_root=data.cache)
         selectors.append(RetrievedShots(index, k=data.k_max, seed=seed))
-    if not selectors: raise ValueError(f"data.select must be random, rag or mixed, got {data.select!r}")
+    if not selectors:
+        raise ValueError(f"data.select must be random, rag or mixed, got {data.select!r}")
     return selectors[0] if len(selectors) == 1 else MixedShots(selectors, seed=seed)
 
 # %% ../nbs/15a_run.ipynb #e2ba98af
 def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> list:
     "The val few-shot callback `data.fewshot_val` asks for (none when it is empty)."
-    if not data.fewshot_val: return []
+    if not data.fewshot_val:
+        return []
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.fewshot import FewShotValidation
+
     spec = {"every": 25, "ways": 5, "k": 1, "limit": 40, "split": "val", **data.fewshot_val}
-    if "manifest" not in spec: raise ValueError("data.fewshot_val needs a manifest (its train split gives the shots)")
+    if "manifest" not in spec:
+        raise ValueError("data.fewshot_val needs a manifest (its train split gives the shots)")
     items = read_manifest(spec["manifest"])
     queries, pool = [it for it in items if it.split == spec["split"]], [it for it in items if it.split == "train"]
-    if not queries: raise ValueError(f"{spec['manifest']}: no {spec['split']} items for data.fewshot_val")
+    if not queries:
+        raise ValueError(f"{spec['manifest']}: no {spec['split']} items for data.fewshot_val")
     return [
         FewShotValidation(queries, pool, cache, spec["every"], spec["ways"], spec["k"], spec["limit"], seed, max_tokens)
     ]
@@ -308,6 +359,7 @@ def _episode_mix(kinds: list[dict], pool, encoder, cache, seed: int):
     "An `icl.EpisodeMix` from `data.episodes`: each entry names its selection, weight, shots range and relabel share."
     from audioflamingo_lab.icl import RandomShots, RetrievedShots, BalancedShots, EpisodeKind, EpisodeMix
     from audioflamingo_lab.rag import ClipIndex
+
     index, built = None, []
     for n, spec in enumerate(kinds):
         spec = dict(spec)
@@ -315,10 +367,14 @@ def _episode_mix(kinds: list[dict], pool, encoder, cache, seed: int):
         k, relabel, ways = tuple(spec.pop("k", (1, 4))), spec.pop("relabel", 0.0), tuple(spec.pop("ways", (2, 5)))
         if spec:
             raise ValueError(f"data.episodes[{n}]: unknown keys {sorted(spec)} (use select, weight, k, ways, relabel)")
-        if select == "rag" and index is None: index = ClipIndex.build(pool, encoder, cache_root=cache)
-        selector = {"plain": lambda: None, "random": lambda: RandomShots(pool, seed=seed),
-                    "rag": lambda: RetrievedShots(index, seed=seed),
-                    "balanced": lambda: BalancedShots(pool, ways=ways, seed=seed, from_options=False)}.get(select)
+        if select == "rag" and index is None:
+            index = ClipIndex.build(pool, encoder, cache_root=cache)
+        selector = {
+            "plain": lambda: None,
+            "random": lambda: RandomShots(pool, seed=seed),
+            "rag": lambda: RetrievedShots(index, seed=seed),
+            "balanced": lambda: BalancedShots(pool, ways=ways, seed=seed, from_options=False),
+        }.get(select)
         if selector is None:
             raise ValueError(f"data.episodes[{n}]: select must be plain, random, rag or balanced, got {select!r}")
         built.append(EpisodeKind(selector(), weight, k, relabel))
@@ -327,65 +383,110 @@ def _episode_mix(kinds: list[dict], pool, encoder, cache, seed: int):
 # %% ../nbs/15a_run.ipynb #723b8d60
 LOGGERS = ("csv", "tensorboard", "none")
 
+
 def logger_names(choice: str) -> list[str]:
     "The loggers `--trainer.logger` asks for (comma-separated); checked before anything is built."
     from importlib.util import find_spec
+
     names = [n.strip() for n in str(choice).split(",") if n.strip()]
     if not names or any(n not in LOGGERS for n in names):
         raise ValueError(f"--trainer.logger {choice!r}: choose csv, tensorboard, none, or a comma-separated mix")
     if "tensorboard" in names and not (find_spec("tensorboard") or find_spec("tensorboardX")):
-        raise ImportError("--trainer.logger tensorboard needs the tensorboard package: "
-                          "pip install 'audioflamingo-lab[tensorboard]'")
+        raise ImportError(
+            "--trainer.logger tensorboard needs the tensorboard package: pip install 'audioflamingo-lab[tensorboard]'"
+        )
     return [n for n in names if n != "none"]
+
 
 def make_loggers(run: Path, names: list[str]) -> list:
     "CSV metrics in `run/logs/version_N/metrics.csv` (what loss.png reads), TensorBoard events in `run/tensorboard/`."
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    made = {"csv": lambda: CSVLogger(run, name="logs"),
-            "tensorboard": lambda: TensorBoardLogger(run, name="tensorboard")}
+
+    made = {
+        "csv": lambda: CSVLogger(run, name="logs"),
+        "tensorboard": lambda: TensorBoardLogger(run, name="tensorboard"),
+    }
     return [made[n]() for n in names]
 
 # %% ../nbs/15a_run.ipynb #1c9a7598
 def _module(net, model: ModelSection, optim: OptimSection, trainer: TrainerSection):
     "The LightningModule: what trains (mode, LoRA settings) and the optimizer."
     from audioflamingo_lab.training import FlamingoModule
+
     lora = dict(r=model.lora_r, alpha=model.lora_alpha, dropout=model.lora_dropout, from_layer=model.lora_from_layer)
-    if model.lora_targets: lora["targets"] = tuple(model.lora_targets)
-    return FlamingoModule(model=net, mode=model.mode, train_new_tokens=model.train_new_tokens, lora=lora, lr=optim.lr,
-                          weight_decay=optim.weight_decay, warmup_steps=optim.warmup_steps, schedule=optim.schedule,
-                          max_steps=trainer.max_steps, gate_lr=optim.gate_lr)
+    if model.lora_targets:
+        lora["targets"] = tuple(model.lora_targets)
+    return FlamingoModule(
+        model=net,
+        mode=model.mode,
+        train_new_tokens=model.train_new_tokens,
+        lora=lora,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        warmup_steps=optim.warmup_steps,
+        schedule=optim.schedule,
+        max_steps=trainer.max_steps,
+        gate_lr=optim.gate_lr,
+    )
+
 
 def _data_module(net, data: DataSection, cache, seed: int):
     "Train and val batches from the manifests; the val split gives the val loss."
     from audioflamingo_lab.datamodule import AudioFlamingoDataModule
+
     selector = _shot_selector(data, net.encoder, cache, seed)
-    return AudioFlamingoDataModule(train=data.train, tokenizer=net.tokenizer, cache=cache, batch_size=data.batch_size,
-                                   num_workers=data.num_workers, seed=seed, selector=selector, icl_prob=data.icl_prob,
-                                   k_range=(data.k_min, data.k_max),
-                                   max_tokens=min(data.max_tokens, net.config.max_tokens),
-                                   task_prefix=data.task_prefix, max_windows=net.config.max_windows)
+    return AudioFlamingoDataModule(
+        train=data.train,
+        tokenizer=net.tokenizer,
+        cache=cache,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        seed=seed,
+        selector=selector,
+        icl_prob=data.icl_prob,
+        k_range=(data.k_min, data.k_max),
+        max_tokens=min(data.max_tokens, net.config.max_tokens),
+        task_prefix=data.task_prefix,
+        max_windows=net.config.max_windows,
+    )
 
 # %% ../nbs/15a_run.ipynb #56c63d3e
-def run_callbacks(run: Path, trainer: TrainerSection, net=None, data: DataSection | None = None, cache=None,
-                  seed: int = 0) -> list:
+def run_callbacks(
+    run: Path, trainer: TrainerSection, net=None, data: DataSection | None = None, cache=None, seed: int = 0
+) -> list:
     """The callbacks of a run: last.ckpt and a gate snapshot every `checkpoint_every_n_steps` optimizer steps, the
     sampler's position in the checkpoint (resume = the uninterrupted run), and the val few-shot score if asked for."""
     from lightning.pytorch.callbacks import ModelCheckpoint
     from audioflamingo_lab.datamodule import SamplerCheckpoint
     from audioflamingo_lab.checkpoint import GateSnapshots
+
     every = trainer.checkpoint_every_n_steps
     fewshot = (
         _fewshot_callbacks(data, cache, seed, net.config.max_tokens) if data is not None and net is not None else []
     )
-    return [ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
-            GateSnapshots(run / "gates", every_n_steps=every), SamplerCheckpoint(), *fewshot]
+    return [
+        ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, every_n_train_steps=every, save_top_k=0),
+        GateSnapshots(run / "gates", every_n_steps=every),
+        SamplerCheckpoint(),
+        *fewshot,
+    ]
 
 # %% ../nbs/15a_run.ipynb #9b67e32e
-def train(out: str = "runs/train", model: ModelSection = ModelSection(), data: DataSection = DataSection(),
-          optim: OptimSection = OptimSection(), trainer: TrainerSection = TrainerSection(),
-          devices: int | str | None = None, num_nodes: int | None = None, strategy: str | None = None,
-          precision: str | None = None, logger: str | None = None, ckpt_path: str | None = None, seed: int = 0,
-          overwrite: bool = False) -> Path:
+def train(
+    out: str = "runs/train",
+    model: ModelSection = ModelSection(),
+    data: DataSection = DataSection(),
+    optim: OptimSection = OptimSection(),
+    trainer: TrainerSection = TrainerSection(),
+    devices: int | str | None = None,
+    num_nodes: int | None = None,
+    strategy: str | None = None,
+    precision: str | None = None,
+    logger: str | None = None,
+    ckpt_path: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Train a model (pretrain, sft or lora) with Lightning; resumes an interrupted run in the same folder.
 
     Args:
@@ -400,16 +501,20 @@ def train(out: str = "runs/train", model: ModelSection = ModelSection(), data: D
         seed: seeds everything (data order, ICL draws, init)
         overwrite: replace a finished run in `out`
     """
-    if not data.train: raise ValueError("data.train is empty: give {manifest: weight} pairs (see afl train --help)")
+    if not data.train:
+        raise ValueError("data.train is empty: give {manifest: weight} pairs (see afl train --help)")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file")
-    logger_names(logger if logger is not None else trainer.logger)   # a bad logger name fails before anything is built
+    logger_names(logger if logger is not None else trainer.logger)  # a bad logger name fails before anything is built
     from audioflamingo_lab.manifest import read_manifest
-    for manifest in data.train: read_manifest(manifest)       # a bad manifest fails now, not after the model is built
+
+    for manifest in data.train:
+        read_manifest(manifest)  # a bad manifest fails now, not after the model is built
     shortcuts = dict(devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, logger=logger)
     trainer = TrainerSection(**{**asdict(trainer), **{k: v for k, v in shortcuts.items() if v is not None}})
     config = dict(model=asdict(model), data=asdict(data), optim=asdict(optim), trainer=asdict(trainer), seed=seed)
-    with folder_lock(out): return _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path)
+    with folder_lock(out):
+        return _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path)
 
 # %% ../nbs/15a_run.ipynb #e4cefe60
 def _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path=None) -> Path:
@@ -417,18 +522,26 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path=
     from audioflamingo_lab.core import seed_everything
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.checkpoint import save_checkpoint
+
     run, resume = prepare_run_dir(out, overwrite, config)
     seed_everything(seed)
     net = _load_model(model)
-    if net.encoder is None: raise ValueError("training from audio files needs a model with a window encoder")
+    if net.encoder is None:
+        raise ValueError("training from audio files needs a model with a window encoder")
     cache = EmbeddingCache(data.cache, net.encoder, max_windows=net.config.max_windows)
     module, dm = _module(net, model, optim, trainer), _data_module(net, data, cache, seed)
     from audioflamingo_lab.checkpoint import AtomicCheckpointIO
-    fit = L.Trainer(default_root_dir=run, logger=make_loggers(run, logger_names(trainer.logger)) or False,
-                    callbacks=run_callbacks(run, trainer, net=net, data=data, cache=cache, seed=seed),
-                    plugins=[AtomicCheckpointIO()], **trainer_kwargs(trainer))
+
+    fit = L.Trainer(
+        default_root_dir=run,
+        logger=make_loggers(run, logger_names(trainer.logger)) or False,
+        callbacks=run_callbacks(run, trainer, net=net, data=data, cache=cache, seed=seed),
+        plugins=[AtomicCheckpointIO()],
+        **trainer_kwargs(trainer),
+    )
     resume = Path(ckpt_path) if ckpt_path else resume
-    if resume is not None: print(f"resuming {run} from {resume}", file=sys.stderr)
+    if resume is not None:
+        print(f"resuming {run} from {resume}", file=sys.stderr)
     fit.fit(module, dm, ckpt_path=str(resume) if resume else None)
     if fit.is_global_zero:
         save_checkpoint(net, run / "model.safetensors", extra={"config": config})
@@ -440,24 +553,30 @@ def metric_series(run, key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of a metric over every `run/logs/version_N/metrics.csv`; a step logged twice keeps the later
     value."""
     import csv
+
     points = {}
     for path in sorted((Path(run) / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
-                if row.get(key) and row.get("step"): points[int(row["step"])] = float(row[key])
+                if row.get(key) and row.get("step"):
+                    points[int(row["step"])] = float(row[key])
     return sorted(points), [points[s] for s in sorted(points)]
+
 
 def plot_loss(run) -> Figure:
     "Train loss (and val loss when present) against the optimizer step."
-    from matplotlib.figure import Figure      # no pyplot: works headless and leaves the user's backend alone
+    from matplotlib.figure import Figure  # no pyplot: works headless and leaves the user's backend alone
+
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.subplots()
     for key, style in (("train/loss", "-"), ("val/loss", "o--")):
         steps, values = metric_series(run, key)
-        if steps: ax.plot(steps, values, style, label=f"{key} ({len(steps)} points)", markersize=4)
+        if steps:
+            ax.plot(steps, values, style, label=f"{key} ({len(steps)} points)", markersize=4)
     if not ax.lines:
         ax.text(0.5, 0.5, "no loss logged yet (see --trainer.log_every_n_steps)", ha="center", transform=ax.transAxes)
-    else: ax.legend()
+    else:
+        ax.legend()
     ax.set(xlabel="optimizer step", ylabel="loss", title=f"loss of {Path(run).resolve().name}")
     ax.grid(alpha=0.3)
     return fig
@@ -467,8 +586,10 @@ def plot_gates(folder) -> Figure:
     "tanh(gate) of every cross-attention block over training: one curve per decoder layer, attn and ff side by side."
     from matplotlib.figure import Figure
     from audioflamingo_lab.checkpoint import checkpoint_gates, checkpoint_step
+
     paths = sorted(Path(folder).glob("gates-step*.safetensors"))
-    if not paths: raise FileNotFoundError(f"{folder}: no gates-step*.safetensors snapshots")
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no gates-step*.safetensors snapshots")
     steps, gates = [checkpoint_step(p, i) for i, p in enumerate(paths)], [checkpoint_gates(p) for p in paths]
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     for j, (ax, kind) in enumerate(zip(fig.subplots(1, 2, sharey=True), ("attn", "ff"))):
@@ -488,7 +609,8 @@ def write_run_plots(run) -> list[Path]:
     if any((run / "logs").glob("version_*/metrics.csv")):
         plot_loss(run).savefig(run / "loss.png", dpi=100)
         written.append(run / "loss.png")
-    else: print(f"no loss.png: {run / 'logs'} holds no metrics.csv (the CSV logger was off)", file=sys.stderr)
+    else:
+        print(f"no loss.png: {run / 'logs'} holds no metrics.csv (the CSV logger was off)", file=sys.stderr)
     if any((run / "gates").glob("gates-step*.safetensors")):
         plot_gates(run / "gates").savefig(run / "gates.png", dpi=100)
         written.append(run / "gates.png")

@@ -16,25 +16,35 @@ __all__ = ['AUDIO', 'EOC', 'SEP', 'PAD', 'TASK_NAMES', 'add_audio_tokens', 'toke
 
 # %% ../nbs/05_template.ipynb #97b742be
 AUDIO, EOC, SEP = "<audio>", "<|endofchunk|>", "<SEP>"
-PAD = "<pad>"   # added only when the tokenizer has no pad token
+PAD = "<pad>"  # added only when the tokenizer has no pad token
+
 
 def add_audio_tokens(tokenizer, lm=None) -> dict:
     "Add `<audio>`, `<|endofchunk|>`, `<SEP>` (and a pad token if missing); resize `lm`'s embeddings; return the ids."
     missing = [t for t in (AUDIO, EOC, SEP) if t not in tokenizer.get_vocab()]
-    if missing: tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
-    if tokenizer.pad_token is None: tokenizer.add_special_tokens({"pad_token": PAD})
+    if missing:
+        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": PAD})
     if lm is not None and lm.get_input_embeddings().num_embeddings < len(tokenizer):
-        lm.resize_token_embeddings(len(tokenizer), mean_resizing=False)   # mean_resizing needs a covariance: slow and noisy on tiny LMs
+        lm.resize_token_embeddings(
+            len(tokenizer), mean_resizing=False
+        )  # mean_resizing needs a covariance: slow and noisy on tiny LMs
     return token_ids(tokenizer)
+
 
 def token_ids(tokenizer) -> dict:
     "The ids render and generation need; raises if the audio tokens were never added."
     ids = {k: tokenizer.convert_tokens_to_ids(t) for k, t in (("audio", AUDIO), ("eoc", EOC), ("sep", SEP))}
     vocab = tokenizer.get_vocab()
     for k, t in (("audio", AUDIO), ("eoc", EOC), ("sep", SEP)):
-        if t not in vocab: raise ValueError(f"tokenizer has no {t!r} token: call add_audio_tokens(tokenizer, lm) first")
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id   # OPT-style: </s> is both
-    if bos is None or tokenizer.eos_token_id is None: raise ValueError("tokenizer needs an eos token (and a bos token, else eos is used)")
+        if t not in vocab:
+            raise ValueError(f"tokenizer has no {t!r} token: call add_audio_tokens(tokenizer, lm) first")
+    bos = (
+        tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    )  # OPT-style: </s> is both
+    if bos is None or tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer needs an eos token (and a bos token, else eos is used)")
     return {**ids, "bos": bos, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id}
 
 # %% ../nbs/05_template.ipynb #211b3f8e
@@ -65,73 +75,117 @@ speaking talking singing playing barking chirping ringing running falling blowin
 background foreground distance nearby outdoors indoors room street city park kitchen
 """
 
+
 def build_tiny_tokenizer(texts=None, vocab_size: int = 1024, save_dir=None, lowercase: bool = True):
     "Train (or load from cache) a deterministic byte-level BPE with bos/eos/pad/unk and the audio tokens."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
+
     extra = "\n".join(texts or [])
-    corpus = _DEFAULT_CORPUS + _DEFAULT_CORPUS.lower() + (extra.lower() if lowercase else extra)   # render lowercases content (AF1 does too)
+    corpus = (
+        _DEFAULT_CORPUS + _DEFAULT_CORPUS.lower() + (extra.lower() if lowercase else extra)
+    )  # render lowercases content (AF1 does too)
     specials = ["<s>", "</s>", PAD, "<unk>", AUDIO, EOC, SEP]
     key = hashlib.sha256(json.dumps([corpus, vocab_size, specials, "bytebpe-v1"]).encode()).hexdigest()[:16]
-    root = Path(save_dir) if save_dir else Path(os.environ.get("AFL_CACHE", "~/.cache/audioflamingo_lab")).expanduser() / "tokenizers"
+    root = (
+        Path(save_dir)
+        if save_dir
+        else Path(os.environ.get("AFL_CACHE", "~/.cache/audioflamingo_lab")).expanduser() / "tokenizers"
+    )
     folder = root / f"tiny-bpe-{key}"
     if not (folder / "tokenizer.json").exists():
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
         tok.train_from_iterator(corpus.splitlines(), trainer=trainer)
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))   # atomic: a half-written folder is never used
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))  # atomic: a half-written folder is never used
         tok.save(str(tmp / "tokenizer.json"))
-        try: tmp.rename(folder)
-        except OSError: shutil.rmtree(tmp)                   # another process won the race: use its copy
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), bos_token="<s>", eos_token="</s>",
-                                        pad_token=PAD, unk_token="<unk>", extra_special_tokens=[AUDIO, EOC, SEP])
+        try:
+            tmp.rename(folder)
+        except OSError:
+            shutil.rmtree(tmp)  # another process won the race: use its copy
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(folder / "tokenizer.json"),
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token=PAD,
+        unk_token="<unk>",
+        extra_special_tokens=[AUDIO, EOC, SEP],
+    )
     add_audio_tokens(tokenizer)
     return tokenizer
 
 # %% ../nbs/05_template.ipynb #2e7b84c4
-TASK_NAMES = {"captioning": "audio captioning", "aqa": "audio question answering", "dialogue": "dialog"}  # else task as is
+TASK_NAMES = {
+    "captioning": "audio captioning",
+    "aqa": "audio question answering",
+    "dialogue": "dialog",
+}  # else task as is
+
 
 @dataclass
 class Rendered:
     "A rendered sequence: ids, loss labels (-100 = no loss), the audios in `<audio>` order, and the text it spells."
+
     input_ids: list[int]
     labels: list[int]
-    audios: list[Item]               # one per `<audio>` token, in order (shots first, query last)
-    text: str                        # the exact string of the ids (special tokens written out)
-    id: str = ""                     # the query's id
-    dropped: int = 0                 # shots (or dialogue turns) dropped to fit max_tokens
+    audios: list[Item]  # one per `<audio>` token, in order (shots first, query last)
+    text: str  # the exact string of the ids (special tokens written out)
+    id: str = ""  # the query's id
+    dropped: int = 0  # shots (or dialogue turns) dropped to fit max_tokens
 
-    def __len__(self): return len(self.input_ids)
+    def __len__(self):
+        return len(self.input_ids)
+
 
 def encode_text(tokenizer, s: str) -> list[int]:
-    "Ids of user text with special-token strings split into plain text: `<audio>` typed by a user is never the real token."
+    """Ids of user text with special-token strings split into plain text: `<audio>` typed by a user is never the real
+    token."""
     ids = tokenizer.encode(s, add_special_tokens=False, split_special_tokens=True)
-    if special := set(ids) & set(tokenizer.all_special_ids):   # a tokenizer that ignores split_special_tokens
-        raise ValueError(f"text {s[:80]!r} encodes to special token(s) {tokenizer.convert_ids_to_tokens(sorted(special))}")
+    if special := set(ids) & set(tokenizer.all_special_ids):  # a tokenizer that ignores split_special_tokens
+        raise ValueError(
+            f"text {s[:80]!r} encodes to special token(s) {tokenizer.convert_ids_to_tokens(sorted(special))}"
+        )
     return ids
+
 
 class _Builder:
     "Appends segments; knows which ids are answer tokens."
+
     def __init__(self, tokenizer, ids):
         self.tok, self.ids, self.input_ids, self.labels, self.parts = tokenizer, ids, [], [], []
+
     def special(self, name, token, train=False):
-        self.input_ids.append(self.ids[name]); self.labels.append(self.ids[name] if train else -100); self.parts.append(token)
+        self.input_ids.append(self.ids[name])
+        self.labels.append(self.ids[name] if train else -100)
+        self.parts.append(token)
+
     def text(self, s, train=False):
-        if not s: return
+        if not s:
+            return
         new = encode_text(self.tok, s)
-        self.input_ids += new; self.labels += new if train else [-100] * len(new); self.parts.append(s)
+        self.input_ids += new
+        self.labels += new if train else [-100] * len(new)
+        self.parts.append(s)
+
 
 def _options(opts, lowercase):
-    opts = sorted((o.lower() if lowercase else o).strip().rstrip(".") for o in opts)   # AF1 sorts the label list
+    opts = sorted((o.lower() if lowercase else o).strip().rstrip(".") for o in opts)  # AF1 sorts the label list
     return "\nOPTIONS:" + "".join(f"\n - {o}." for o in opts) if opts else ""
 
+
 def _prefix_on(task_prefix, rng) -> bool:
-    if isinstance(task_prefix, bool): return task_prefix
+    if isinstance(task_prefix, bool):
+        return task_prefix
     return rng.random() < float(task_prefix)
+
 
 def _task_text(item, lowercase):
     name = TASK_NAMES.get(item.task, item.task.replace("_", " "))
@@ -142,59 +196,93 @@ def _item_segments(item, lowercase, with_options, with_answer, train=True):
     "Segments of one `<audio>` prompt `\\nAnswer:` `<SEP>` answer `<EoC>` block: (kind, value, train)."
     low = (lambda s: s.lower()) if lowercase else (lambda s: s)
     segs = [("special", "audio", False)] if item.audio is not None else []
-    segs.append(("text", low(item.prompt) + (_options(item.options, lowercase) if with_options else "") + "\nAnswer:", False))
+    segs.append(
+        ("text", low(item.prompt) + (_options(item.options, lowercase) if with_options else "") + "\nAnswer:", False)
+    )
     segs.append(("special", "sep", False))
-    if with_answer: segs += [("text", low(item.answer), train), ("special", "eoc", train)]
+    if with_answer:
+        segs += [("text", low(item.answer), train), ("special", "eoc", train)]
     return segs
 
+
 def _shot_trained(episode) -> list[bool]:
-    "Which shot answers are in the loss: all (AF1), or with `shot_loss='inferable'` those an earlier shot's label names."
-    if episode.shot_loss == "all": return [True] * len(episode.shots)
-    if episode.shot_loss != "inferable": raise ValueError(f"shot_loss must be 'all' or 'inferable', got {episode.shot_loss!r}")
+    """Which shot answers are in the loss: all (AF1), or with `shot_loss='inferable'` those an earlier shot's label
+    names."""
+    if episode.shot_loss == "all":
+        return [True] * len(episode.shots)
+    if episode.shot_loss != "inferable":
+        raise ValueError(f"shot_loss must be 'all' or 'inferable', got {episode.shot_loss!r}")
     return [s.answer in {e.answer for e in episode.shots[:i]} for i, s in enumerate(episode.shots)]
+
 
 def _turn_segments(turn, lowercase, with_answer, field_name="turns"):
     low = (lambda s: s.lower()) if lowercase else (lambda s: s)
     segs = [("text", f"user: {low(turn['user'])} \nassistant: ", False), ("special", "sep", False)]
-    if with_answer: segs += [("text", low(turn["assistant"]), True), ("special", "eoc", True), ("special", "eos", False), ("text", "\n", False)]
+    if with_answer:
+        segs += [
+            ("text", low(turn["assistant"]), True),
+            ("special", "eoc", True),
+            ("special", "eos", False),
+            ("text", "\n", False),
+        ]
     return segs
+
 
 _TOKEN = {"audio": AUDIO, "eoc": EOC, "sep": SEP, "bos": None, "eos": None}
 
+
 def _emit(builder, segs):
     for kind, value, train in segs:
-        if kind == "text": builder.text(value, train)
-        else: builder.special(value, _TOKEN[value] or builder.tok.convert_ids_to_tokens(builder.ids[value]), train)
+        if kind == "text":
+            builder.text(value, train)
+        else:
+            builder.special(value, _TOKEN[value] or builder.tok.convert_ids_to_tokens(builder.ids[value]), train)
+
 
 def _measure(tokenizer, segs) -> int:
     return sum(len(encode_text(tokenizer, v)) if k == "text" else 1 for k, v, _ in segs)
 
 # %% ../nbs/05_template.ipynb #41ca9b18
-def render(sample: Item | Episode, tokenizer, max_tokens: int = 512, with_answer: bool = True,
-           task_prefix: bool | float = True, lowercase: bool = True, rng: random.Random | None = None) -> Rendered:
+def render(
+    sample: Item | Episode,
+    tokenizer,
+    max_tokens: int = 512,
+    with_answer: bool = True,
+    task_prefix: bool | float = True,
+    lowercase: bool = True,
+    rng: random.Random | None = None,
+) -> Rendered:
     "THE template: an item, an ICL episode or a dialogue item -> ids, labels, audios (see the table above)."
     episode = sample if isinstance(sample, Episode) else Episode(query=sample)
     query = episode.query
     if query.task == "dialogue" and query.turns:
-        if episode.shots: raise ValueError(f"{query.id}: a dialogue renders alone; got {len(episode.shots)} shots")
+        if episode.shots:
+            raise ValueError(f"{query.id}: a dialogue renders alone; got {len(episode.shots)} shots")
         return render_chat(query, tokenizer, max_tokens=max_tokens, with_answer=with_answer, lowercase=lowercase)
     ids = token_ids(tokenizer)
-    rng = rng or random.Random(stable_seed("prefix", query.id))   # deterministic per item unless you pass an rng
+    rng = rng or random.Random(stable_seed("prefix", query.id))  # deterministic per item unless you pass an rng
     icl = [("text", f"Here are {'similar' if episode.select == 'rag' else 'random'} examples. ", False)]
     prefix = [("text", _task_text(query, lowercase), False)] if _prefix_on(task_prefix, rng) else []
-    blocks = [_item_segments(s, lowercase, with_options=False, with_answer=True, train=t)
-              for s, t in zip(episode.shots, _shot_trained(episode))]
+    blocks = [
+        _item_segments(s, lowercase, with_options=False, with_answer=True, train=t)
+        for s, t in zip(episode.shots, _shot_trained(episode))
+    ]
     last = _item_segments(query, lowercase, with_options=True, with_answer=with_answer)
     tail = [("special", "eos", False)] if with_answer else []
-    fixed = 1 + _measure(tokenizer, prefix) + _measure(tokenizer, last) + len(tail)   # BOS + query: never dropped
+    fixed = 1 + _measure(tokenizer, prefix) + _measure(tokenizer, last) + len(tail)  # BOS + query: never dropped
     if fixed > max_tokens:
-        raise ValueError(f"{query.id}: the query alone renders to {fixed} tokens > max_tokens={max_tokens} "
-                         f"(prompt {len(query.prompt)} chars, answer {len(query.answer)} chars)")
+        raise ValueError(
+            f"{query.id}: the query alone renders to {fixed} tokens > max_tokens={max_tokens} "
+            f"(prompt {len(query.prompt)} chars, answer {len(query.answer)} chars)"
+        )
     sizes = [_measure(tokenizer, b) for b in blocks]
     fixed += _measure(tokenizer, icl) if blocks else 0
     dropped = 0
-    while sizes and fixed + sum(sizes) > max_tokens: sizes.pop(0); blocks.pop(0); dropped += 1   # oldest shot first
-    header = (icl if blocks else []) + prefix   # every shot dropped: it is a single sample now
+    while sizes and fixed + sum(sizes) > max_tokens:
+        sizes.pop(0)
+        blocks.pop(0)
+        dropped += 1  # oldest shot first
+    header = (icl if blocks else []) + prefix  # every shot dropped: it is a single sample now
     shots = episode.shots[dropped:]
     b = _Builder(tokenizer, ids)
     b.special("bos", tokenizer.convert_ids_to_tokens(ids["bos"]))
@@ -203,18 +291,36 @@ def render(sample: Item | Episode, tokenizer, max_tokens: int = 512, with_answer
     return Rendered(b.input_ids, b.labels, audios, "".join(b.parts), query.id, dropped)
 
 # %% ../nbs/05_template.ipynb #c57009e0
-def render_chat(item_or_turns: Item | list[dict], tokenizer, next_user: str | None = None, audio: str | None = None,
-                max_tokens: int = 512, with_answer: bool = True, lowercase: bool = True) -> Rendered:
-    "A dialogue -> ids and labels. Pass `next_user` for an inference prompt (the transcript, then the new turn up to `<SEP>`)."
-    item = item_or_turns if isinstance(item_or_turns, Item) else Item(id="chat", audio=audio, task="dialogue", turns=list(item_or_turns))
+def render_chat(
+    item_or_turns: Item | list[dict],
+    tokenizer,
+    next_user: str | None = None,
+    audio: str | None = None,
+    max_tokens: int = 512,
+    with_answer: bool = True,
+    lowercase: bool = True,
+) -> Rendered:
+    """A dialogue -> ids and labels. Pass `next_user` for an inference prompt (the transcript, then the new turn up to
+    `<SEP>`)."""
+    item = (
+        item_or_turns
+        if isinstance(item_or_turns, Item)
+        else Item(id="chat", audio=audio, task="dialogue", turns=list(item_or_turns))
+    )
     for i, t in enumerate(item.turns):
-        if not isinstance(t, dict) or "user" not in t or ("assistant" not in t and (with_answer or i < len(item.turns) - 1)):
+        if (
+            not isinstance(t, dict)
+            or "user" not in t
+            or ("assistant" not in t and (with_answer or i < len(item.turns) - 1))
+        ):
             raise ValueError(f"{item.id}: turns[{i}] needs 'user' and 'assistant' fields, got {t!r}")
     ids = token_ids(tokenizer)
     head = [("text", "The task is dialog. ", False)] + ([("special", "audio", False)] if item.audio is not None else [])
     turns = list(item.turns)
-    if next_user is not None: turns.append({"user": next_user})
-    if not turns: raise ValueError(f"{item.id}: a dialogue needs at least one turn")
+    if next_user is not None:
+        turns.append({"user": next_user})
+    if not turns:
+        raise ValueError(f"{item.id}: a dialogue needs at least one turn")
     *old, last = turns
     blocks = [_turn_segments(t, lowercase, True) for t in old]
     final = _turn_segments(last, lowercase, with_answer and next_user is None)
@@ -222,7 +328,10 @@ def render_chat(item_or_turns: Item | list[dict], tokenizer, next_user: str | No
     if fixed > max_tokens:
         raise ValueError(f"{item.id}: the last dialogue turn alone renders to {fixed} tokens > max_tokens={max_tokens}")
     sizes, dropped = [_measure(tokenizer, blk) for blk in blocks], 0
-    while sizes and fixed + sum(sizes) > max_tokens: sizes.pop(0); blocks.pop(0); dropped += 1
+    while sizes and fixed + sum(sizes) > max_tokens:
+        sizes.pop(0)
+        blocks.pop(0)
+        dropped += 1
     b = _Builder(tokenizer, ids)
     b.special("bos", tokenizer.convert_ids_to_tokens(ids["bos"]))
     _emit(b, head + [s for blk in blocks for s in blk] + final)
@@ -231,14 +340,17 @@ def render_chat(item_or_turns: Item | list[dict], tokenizer, next_user: str | No
 # %% ../nbs/05_template.ipynb #6ff4c8a5
 def collate_rendered(rendered: list[Rendered], pad_id: int, padding_side: str = "right") -> dict:
     "Pad to the longest: input_ids (B,T), attention_mask (B,T), labels (B,T) with -100 on padding, ids."
-    if padding_side not in ("right", "left"): raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     T = max(len(r) for r in rendered)
     input_ids = torch.full((len(rendered), T), pad_id, dtype=torch.long)
     labels = torch.full_like(input_ids, -100)
     mask = torch.zeros_like(input_ids)
     for i, r in enumerate(rendered):
         sl = slice(0, len(r)) if padding_side == "right" else slice(T - len(r), T)
-        input_ids[i, sl] = torch.tensor(r.input_ids); labels[i, sl] = torch.tensor(r.labels); mask[i, sl] = 1
+        input_ids[i, sl] = torch.tensor(r.input_ids)
+        labels[i, sl] = torch.tensor(r.labels)
+        mask[i, sl] = 1
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "ids": [r.id for r in rendered]}
 
 # %% ../nbs/05_template.ipynb #95da3d16
@@ -246,9 +358,14 @@ def show_loss_mask(r: Rendered, tokenizer):
     "HTML of the tokens; answer tokens (in the loss) highlighted. Returns an `IPython.display.HTML`."
     import html
     from IPython.display import HTML
+
     spans = []
     for t, l in zip(r.input_ids, r.labels):
         s = html.escape(tokenizer.decode([t])).replace("\n", "&#x21b5;<br>")
-        style = "background:#ffd54f;" if l != -100 else ("color:#1565c0;font-weight:bold;" if t in tokenizer.all_special_ids else "")
+        style = (
+            "background:#ffd54f;"
+            if l != -100
+            else ("color:#1565c0;font-weight:bold;" if t in tokenizer.all_special_ids else "")
+        )
         spans.append(f'<span style="{style}border-right:1px dotted #bbb">{s}</span>')
     return HTML('<div style="font-family:monospace;line-height:1.8">' + "".join(spans) + "</div>")

@@ -21,32 +21,42 @@ __all__ = ['MODES', 'GROUPS', 'LoraSettings', 'param_group', 'new_token_ids', 'c
 MODES = ("pretrain", "sft", "lora")
 GROUPS = ("encoder", "lm", "lm_new_tokens", "audio_layers", "xattn", "lora", "other")
 
+
 @dataclass
 class LoraSettings:
     "A LoRA adapter on the LM's self-attention projections (peft)."
-    r: int = 8                      # small rank: the LM already knows language, we only nudge it
-    alpha: int = 16                 # alpha / r = 2, the usual scale
-    dropout: float = 0.0            # tiny data sets: keep steps deterministic
-    targets: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_attn")   # Llama/OPT/GPT-2 names
-    from_layer: int = 0             # adapt decoder layers >= this only (with xattn_from: a short backward pass)
+
+    r: int = 8  # small rank: the LM already knows language, we only nudge it
+    alpha: int = 16  # alpha / r = 2, the usual scale
+    dropout: float = 0.0  # tiny data sets: keep steps deterministic
+    targets: tuple = ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_attn")  # Llama/OPT/GPT-2 names
+    from_layer: int = 0  # adapt decoder layers >= this only (with xattn_from: a short backward pass)
+
 
 def _xattn_prefixes(model) -> list[str]:
     return [n + "." for n, m in model.named_modules() if isinstance(m, GatedCrossAttentionBlock)]
 
+
 def param_group(model, name: str, _xattn=None) -> str:
     "The group of a parameter name: encoder, lm, audio_layers, xattn, lora or other (Flamingo glue)."
     xattn = _xattn if _xattn is not None else _xattn_prefixes(model)
-    if "lora_" in name: return "lora"
-    if any(name.startswith(p) for p in xattn): return "xattn"
+    if "lora_" in name:
+        return "lora"
+    if any(name.startswith(p) for p in xattn):
+        return "xattn"
     for g, prefix in (("encoder", "encoder."), ("audio_layers", "audio_layers."), ("lm", "lm.")):
-        if name.startswith(prefix): return g
+        if name.startswith(prefix):
+            return g
     return "other"
+
 
 def new_token_ids(model) -> list[int]:
     "Rows of the LM embedding that belong to the tokens we added: `<audio>`, `<SEP>`, `<|endofchunk|>`."
     ids = getattr(model, "token_ids", None)
-    if not ids: raise ValueError("model has no `token_ids`: build it with build_model(), which adds the audio tokens")
+    if not ids:
+        raise ValueError("model has no `token_ids`: build it with build_model(), which adds the audio tokens")
     return sorted({int(ids[k]) for k in ("audio", "sep", "eoc")})
+
 
 def _embedding_params(model) -> list[nn.Parameter]:
     "The input embedding and, if it is not tied to it, the output head: both have one row per token."
@@ -57,34 +67,50 @@ def _embedding_params(model) -> list[nn.Parameter]:
 # %% ../nbs/07_training.ipynb #eb62067b
 def _inject_lora(model, lora: LoraSettings):
     from peft import LoraConfig, inject_adapter_in_model
+
     xattn = _xattn_prefixes(model)
     layer_of = lambda name: int(hit.group(1)) if (hit := re.search(r"\.(\d+)\.", name)) else 0
-    targets = [n for n, m in model.lm.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-1] in lora.targets
-               and not any(("lm." + n).startswith(p) for p in xattn) and layer_of(n) >= lora.from_layer]
+    targets = [
+        n
+        for n, m in model.lm.named_modules()
+        if isinstance(m, nn.Linear)
+        and n.split(".")[-1] in lora.targets
+        and not any(("lm." + n).startswith(p) for p in xattn)
+        and layer_of(n) >= lora.from_layer
+    ]
     if not targets:
         raise ValueError(f"no LoRA target in the LM: none of its Linear layers is named one of {lora.targets}")
     cfg = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
     inject_adapter_in_model(cfg, model.lm)
 
+
 def configure_trainable(model, mode: str, lora: LoraSettings | dict | None = None, new_tokens: bool = True):
     """Freeze/unfreeze parameter groups for `mode` (pretrain | sft | lora); mask the gradient of old embedding rows.
     `new_tokens=False` freezes the new rows too (pretrain/lora): no gradient reaches the embedding, so the backward pass
     stops at the lowest cross-attention block, which is much cheaper when the blocks sit in the upper layers."""
-    if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    for h in getattr(model, "_row_hooks", []): h.remove()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    for h in getattr(model, "_row_hooks", []):
+        h.remove()
     model._row_hooks = []
     has_lora = any("lora_" in n for n, _ in model.named_parameters())
     lora = LoraSettings(**lora) if isinstance(lora, dict) else (lora or LoraSettings())
-    if mode == "lora" and not has_lora: _inject_lora(model, lora)
-    if mode != "lora" and has_lora: raise ValueError(f"model carries a LoRA adapter; it cannot be switched to {mode!r}")
-    on = {"pretrain": {"audio_layers", "xattn", "other"}, "sft": {"audio_layers", "xattn", "other", "lm"},
-          "lora": {"audio_layers", "xattn", "other", "lora"}}[mode]
+    if mode == "lora" and not has_lora:
+        _inject_lora(model, lora)
+    if mode != "lora" and has_lora:
+        raise ValueError(f"model carries a LoRA adapter; it cannot be switched to {mode!r}")
+    on = {
+        "pretrain": {"audio_layers", "xattn", "other"},
+        "sft": {"audio_layers", "xattn", "other", "lm"},
+        "lora": {"audio_layers", "xattn", "other", "lora"},
+    }[mode]
     xattn = _xattn_prefixes(model)
-    for name, p in model.named_parameters(): p.requires_grad_(param_group(model, name, xattn) in on)
+    for name, p in model.named_parameters():
+        p.requires_grad_(param_group(model, name, xattn) in on)
     rows = new_token_ids(model)
     for w in _embedding_params(model):
         w.requires_grad_(mode == "sft" or new_tokens)
-        if mode != "sft" and new_tokens:   # only the new rows learn: zero the rest of the gradient
+        if mode != "sft" and new_tokens:  # only the new rows learn: zero the rest of the gradient
             keep = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
             keep[rows] = 1
             model._row_hooks.append(w.register_hook(lambda g, keep=keep: g * keep.to(g.dtype)))
@@ -111,12 +137,14 @@ def group_counts(model) -> dict[str, tuple[int, int]]:
             counts[g][1] += p.numel()
     return {g: tuple(c) for g, c in counts.items()}
 
+
 def trainable_table(model) -> str:
     "A text table: trainable / total parameters per group."
     counts = group_counts(model)
     lines = [f"{'group':<14}{'trainable':>12}{'total':>12}"]
     for g, (t, n) in counts.items():
-        if n: lines.append(f"{g:<14}{t:>12,}{n:>12,}")
+        if n:
+            lines.append(f"{g:<14}{t:>12,}{n:>12,}")
     t, n = map(sum, zip(*counts.values()))
     lines.append(f"{'all':<14}{t:>12,}{n:>12,}  ({100 * t / max(n, 1):.1f} % trainable)")
     return "\n".join(lines)
@@ -129,21 +157,30 @@ def optimizer_groups(model, weight_decay: float, gate_lr: float | None = None) -
     emb = {id(w) for w in _embedding_params(model)}
     decay, no_decay, gates = [], [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad: continue
-        if gate_lr is not None and name.split(".")[-1] in ("alpha_attn", "alpha_ff"): gates.append(p)
+        if not p.requires_grad:
+            continue
+        if gate_lr is not None and name.split(".")[-1] in ("alpha_attn", "alpha_ff"):
+            gates.append(p)
         elif p.ndim < 2 or id(p) in emb or "alpha" in name or "gate" in name or "pos" in name.split(".")[-1]:
             no_decay.append(p)
-        else: decay.append(p)
+        else:
+            decay.append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return groups + ([{"params": gates, "weight_decay": 0.0, "lr": gate_lr}] if gates else [])
 
-def lr_lambda(step: int, warmup_steps: int, schedule: str = "constant", max_steps: int | None = None,
-              min_lr_ratio: float = 0.1) -> float:
+
+def lr_lambda(
+    step: int, warmup_steps: int, schedule: str = "constant", max_steps: int | None = None, min_lr_ratio: float = 0.1
+) -> float:
     "Multiplier of the base lr at `step`: linear warm-up, then constant or cosine."
-    if step < warmup_steps: return (step + 1) / warmup_steps
-    if schedule == "constant": return 1.0
-    if schedule != "cosine": raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
-    if not max_steps: raise ValueError("the cosine schedule needs max_steps")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if not max_steps:
+        raise ValueError("the cosine schedule needs max_steps")
     t = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
@@ -151,21 +188,26 @@ def lr_lambda(step: int, warmup_steps: int, schedule: str = "constant", max_step
 def _model_config(model) -> dict:
     return asdict(model.config)
 
+
 def _build(config: dict | str):
     "The model a config (a plain dict, as stored in checkpoints) or a preset name describes."
-    return _flamingo.build_model(config if isinstance(config, str) else _flamingo.FlamingoConfig(**_flamingo.renamed_fields(config)))
+    return _flamingo.build_model(
+        config if isinstance(config, str) else _flamingo.FlamingoConfig(**_flamingo.renamed_fields(config))
+    )
+
 
 def _rebuildable(config: dict) -> bool:
     "True when build_model(config) restores the frozen LM (pretrained weights); a random-init LM must be saved."
     return config.get("lm_name") is not None
 
+
 def _checkpoint_keys(model, full: bool) -> list[str]:
     "Parameter names (tied weights once) that train, or all of them plus persistent buffers when `full`."
     names = [n for n, p in model.named_parameters() if full or p.requires_grad]
-    if not full: return names
+    if not full:
+        return names
     aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     return names + [k for k in model.state_dict() if k not in aliases]
-
 
 # %% ../nbs/07_training.ipynb #128bd0d2
 def gate_logs(model) -> dict[str, float]:
@@ -175,6 +217,7 @@ def gate_logs(model) -> dict[str, float]:
 # %% ../nbs/07_training.ipynb #2d854e2d
 class FlamingoModule(L.LightningModule):
     "Train a Flamingo: loss, AdamW with decay groups, warm-up + constant/cosine schedule, gate logging."
+
     def __init__(
         self,
         model_config: dict | str = "tiny",
@@ -192,7 +235,8 @@ class FlamingoModule(L.LightningModule):
         gate_lr: float | None = None,
     ):
         super().__init__()
-        if model is not None: model_config = _model_config(model)    # a built model: record its config for rebuilding
+        if model is not None:
+            model_config = _model_config(model)  # a built model: record its config for rebuilding
         self.save_hyperparameters(ignore=["model"])
         self.model = model if model is not None else _build(model_config)
         configure_trainable(self.model, mode, lora=lora, new_tokens=train_new_tokens)
@@ -204,7 +248,7 @@ class FlamingoModule(L.LightningModule):
         work)."""
         media = {k: batch[k] for k in ("audio", "audio_embeds", "media_mask") if k in batch}
         labels = batch["labels"]
-        keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)      # position t predicts token t + 1
+        keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)  # position t predicts token t + 1
         out = self.model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, **media
         )
@@ -237,12 +281,14 @@ class FlamingoModule(L.LightningModule):
             optimizer_groups(self.model, h.weight_decay, h.get("gate_lr")), lr=h.lr, betas=tuple(h.betas)
         )
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, h.warmup_steps, h.schedule, h.max_steps, h.min_lr_ratio))
+            opt, lambda s: lr_lambda(s, h.warmup_steps, h.schedule, h.max_steps, h.min_lr_ratio)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         "Norm clipping everywhere: FSDP shards the gradients, so its wrapper computes the global norm itself."
-        if not gradient_clip_val: return
+        if not gradient_clip_val:
+            return
         wrapped = self.trainer.model
         if hasattr(wrapped, "clip_grad_norm_") and gradient_clip_algorithm in (None, "norm"):
             wrapped.clip_grad_norm_(gradient_clip_val)
@@ -260,5 +306,7 @@ class FlamingoModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         got, expected = set(checkpoint["state_dict"]), self._expected_keys()
         if not self.full_checkpoint and got != expected:
-            raise ValueError(f"Lightning checkpoint does not match the model: missing {sorted(expected - got)[:10]}, "
-                             f"unexpected {sorted(got - expected)[:10]}")
+            raise ValueError(
+                f"Lightning checkpoint does not match the model: missing {sorted(expected - got)[:10]}, "
+                f"unexpected {sorted(got - expected)[:10]}"
+            )

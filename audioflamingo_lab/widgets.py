@@ -24,25 +24,35 @@ __all__ = ['ALL_CLASSES', 'HTML_MANAGER', 'TinyRun', 'tiny_trained_run', 'figure
 @dataclass
 class TinyRun:
     "What `tiny_trained_run` leaves: the model, its checkpoints, the data, the index and a few episodes to look at."
+
     model: torch.nn.Module
     checkpoints: list[Path]
     items: list[Item]
-    index: object                  # rag.ClipIndex over the train clips
-    cache: object                  # encoders.EmbeddingCache of the window embeddings
-    episodes: list[Episode]        # val queries with retrieved shots
+    index: object  # rag.ClipIndex over the train clips
+    cache: object  # encoders.EmbeddingCache of the window embeddings
+    episodes: list[Episode]  # val queries with retrieved shots
     folder: Path
+
 
 def _episode_loader(episodes, tokenizer, cache, batch_size: int, seed: int):
     "Shuffled training batches (full ones only) of rendered episodes with cached window embeddings."
     from functools import partial
     from audioflamingo_lab.datamodule import EpisodeDataset, collate
     from audioflamingo_lab.template import token_ids
-    return torch.utils.data.DataLoader(EpisodeDataset(episodes, tokenizer, cache=cache), batch_size=batch_size,
-                                       shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed),
-                                       collate_fn=partial(collate, pad_id=token_ids(tokenizer)["pad"]))
 
-def tiny_trained_run(folder, steps: int = 9, save_every: int = 3, shots: int = 2, lr: float = 3e-3, batch_size: int = 2,
-                     seed: int = 0) -> TinyRun:
+    return torch.utils.data.DataLoader(
+        EpisodeDataset(episodes, tokenizer, cache=cache),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=partial(collate, pad_id=token_ids(tokenizer)["pad"]),
+    )
+
+
+def tiny_trained_run(
+    folder, steps: int = 9, save_every: int = 3, shots: int = 2, lr: float = 3e-3, batch_size: int = 2, seed: int = 0
+) -> TinyRun:
     """Train the tiny preset for `steps` steps on synthetic RAG episodes with Lightning (`training.FlamingoModule`),
     saving a loadable checkpoint (`checkpoints/step{N:05d}.safetensors`) every `save_every` steps and at the end."""
     import lightning as L
@@ -55,6 +65,7 @@ def tiny_trained_run(folder, steps: int = 9, save_every: int = 3, shots: int = 2
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.rag import ClipIndex
     from audioflamingo_lab.icl import RetrievedShots, make_episodes
+
     folder = Path(folder)
     seed_everything(seed)
     classes = ["whistle", "hum", "buzz", "knock", "chirp", "beep"]
@@ -69,8 +80,15 @@ def tiny_trained_run(folder, steps: int = 9, save_every: int = 3, shots: int = 2
     selector = RetrievedShots(index, k=shots, order="similarity", seed=seed)
     train = make_episodes([it for it in items if it.split == "train"], selector, shots)
     snapshots = Snapshots(folder / "checkpoints", every_n_steps=save_every, digits=5, with_loss=True)
-    fit = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, callbacks=[snapshots])
+    fit = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[snapshots],
+    )
     fit.fit(module, _episode_loader(train, model.tokenizer, cache, batch_size, seed))
     model.eval()
     checkpoints = sorted((folder / "checkpoints").glob("step*.safetensors"))
@@ -84,13 +102,17 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
+
 class _Shown:
     "Display the object as its `.widget`."
-    def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
 
 # %% ../nbs/17_widgets.ipynb #45bc1987
 class GateInspector(_Shown):
     "tanh of both gates of every block across a run's checkpoints, with a slider over the steps."
+
     def __init__(self, checkpoints):
         found = find_checkpoints(checkpoints)
         steps = [checkpoint_step(p, i) for i, p in enumerate(found)]
@@ -111,8 +133,15 @@ class GateInspector(_Shown):
             layout=W.Layout(width="480px"),
         )
         self.image = W.Image(format="png")
-        self.widget = W.VBox([W.HTML(f"<b>Gates tanh(α) of {len(self.layers)} cross-attention blocks, "
-                                     f"{len(self.steps)} checkpoints</b>"), self.slider, self.image])
+        self.widget = W.VBox(
+            [
+                W.HTML(
+                    f"<b>Gates tanh(α) of {len(self.layers)} cross-attention blocks, {len(self.steps)} checkpoints</b>"
+                ),
+                self.slider,
+                self.image,
+            ]
+        )
         self.slider.observe(lambda _: self.draw(), "value")
         self.draw()
 
@@ -121,11 +150,12 @@ class GateInspector(_Shown):
         return self.gates.copy()
 
     @property
-    def step(self) -> int: return self.steps[self.slider.value]
+    def step(self) -> int:
+        return self.steps[self.slider.value]
 
     def draw(self):
         s = self.slider.value
-        self.shown = self.gates[s]                                     # what the bars show: (layers, 2)
+        self.shown = self.gates[s]  # what the bars show: (layers, 2)
         fig = Figure(figsize=(9, 3.2))
         bars, lines = fig.subplots(1, 2)
         x = np.arange(len(self.layers))
@@ -160,13 +190,16 @@ def window_labels(media_mask: torch.Tensor, window_s: float, hop_s: float) -> tu
                 labels.append(f"a{a} · {start:g}–{start + window_s:g} s")
     return slots, labels
 
+
 def token_labels(tokenizer, ids) -> list[str]:
     "Readable, unique token labels: `position:text` (newlines as ↵)."
     return [f"{t}:{tokenizer.decode([int(i)]).replace(chr(10), '↵')}" for t, i in enumerate(ids)]
 
+
 def episodes_batch(model, episodes: list[Episode], cache=None, encoder=None, max_tokens: int = 512) -> dict:
     "A right-padded training batch (DESIGN.md) of rendered episodes with their media: what the model is trained on."
     from audioflamingo_lab.inference import AudioFlamingoProcessor
+
     processor = AudioFlamingoProcessor(model.tokenizer, encoder, max_tokens, model.config.max_windows)
     return processor.episodes(episodes, cache, with_answer=True)[0]
 
@@ -176,8 +209,10 @@ class AttentionExplorer(_Shown):
 
     Long prompts stay readable: the heatmap shows at most `max_rows` tokens (those matching the filter, from a chosen
     row on) in a scrollable box, so the picture stays a few inches tall however long the prompt."""
+
     def __init__(self, model, batch_or_episodes, cache=None, encoder=None, max_tokens: int = 512, max_rows: int = 60):
         from audioflamingo_lab.xattn import media_attention_mask
+
         batch = (
             batch_or_episodes
             if isinstance(batch_or_episodes, dict)
@@ -185,7 +220,8 @@ class AttentionExplorer(_Shown):
                 model, list(batch_or_episodes), cache, encoder or getattr(model, "encoder", None), max_tokens
             )
         )
-        if batch.get("media_mask") is None: raise ValueError("the batch has no audio: nothing to cross-attend to")
+        if batch.get("media_mask") is None:
+            raise ValueError("the batch has no audio: nothing to cross-attend to")
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
@@ -195,7 +231,7 @@ class AttentionExplorer(_Shown):
         ]  # per block (B, h, T, A·n)
         model.train(was_training)
         self.batch, self.tokenizer = batch, model.tokenizer
-        self.layers = [i for i, _ in model.xattn_layers()]             # decoder layer of each block
+        self.layers = [i for i, _ in model.xattn_layers()]  # decoder layer of each block
         self.window_s, self.hop_s = model.config.window_s, model.config.hop_s
         self.allowed_all = media_attention_mask(batch["input_ids"], model.token_ids["audio"], batch["media_mask"]).cpu()
         ids = batch.get("ids") or [f"example {b}" for b in range(len(batch["input_ids"]))]
@@ -213,7 +249,7 @@ class AttentionExplorer(_Shown):
         self.first_row = W.IntSlider(value=0, min=0, max=0, description="from match", continuous_update=False)
         self.rows_note = W.HTML()
         self.heatmap, self.bars = W.Image(format="png"), W.Image(format="png")
-        scroll = W.Box([self.heatmap], layout=W.Layout(max_height="640px", overflow="auto"))   # a tall map scrolls
+        scroll = W.Box([self.heatmap], layout=W.Layout(max_height="640px", overflow="auto"))  # a tall map scrolls
         self.widget = W.VBox(
             [
                 W.HBox([self.example_pick, self.layer_pick, self.head_pick]),
@@ -224,7 +260,7 @@ class AttentionExplorer(_Shown):
                 self.bars,
             ]
         )
-        self._quiet = False                                            # True while several pickers change at once
+        self._quiet = False  # True while several pickers change at once
         for w in (self.example_pick, self.layer_pick, self.head_pick, self.first_row):
             w.observe(lambda _: self._quiet or self.draw(), "value")
         self.token_filter.observe(self._filter_changed, "value")
@@ -238,38 +274,48 @@ class AttentionExplorer(_Shown):
         self._quiet = True
         try:
             for w, v in ((self.example_pick, example), (self.layer_pick, block), (self.head_pick, head)):
-                if v is not None: w.value = v
-        finally: self._quiet = False
+                if v is not None:
+                    w.value = v
+        finally:
+            self._quiet = False
         self.draw()
-        if token is not None: self.token_pick.value = token
+        if token is not None:
+            self.token_pick.value = token
         return self
 
     def _filter_changed(self, _):
         "A new filter starts at its first match."
-        if self._quiet: return
+        if self._quiet:
+            return
         self._quiet = True
-        try: self.first_row.value = 0
-        finally: self._quiet = False
+        try:
+            self.first_row.value = 0
+        finally:
+            self._quiet = False
         self.draw()
 
     def rows_to_show(self) -> tuple[list[int], int]:
         "(indices into `token_rows` the heatmap draws, how many tokens match the filter): a page of <= `max_rows`."
         pattern = self.token_filter.value.strip()
-        try: rx = re.compile(pattern, re.I) if pattern else None
-        except re.error: rx = re.compile(re.escape(pattern), re.I)      # half-typed regex: match it literally
+        try:
+            rx = re.compile(pattern, re.I) if pattern else None
+        except re.error:
+            rx = re.compile(re.escape(pattern), re.I)  # half-typed regex: match it literally
         matches = [i for i, label in enumerate(self.token_labels) if rx is None or rx.search(label.split(":", 1)[1])]
         self._quiet = True
-        try: self.first_row.max = max(0, len(matches) - 1)           # may clamp the value: no redraw from here
-        finally: self._quiet = False
+        try:
+            self.first_row.max = max(0, len(matches) - 1)  # may clamp the value: no redraw from here
+        finally:
+            self._quiet = False
         start = self.first_row.value
-        return matches[start:start + self.max_rows], len(matches)
+        return matches[start : start + self.max_rows], len(matches)
 
     def draw(self):
         b, j, h = self.example_pick.value, self.layer_pick.value, self.head_pick.value
-        self.token_rows = self.batch["attention_mask"][b].nonzero().flatten().tolist()        # real tokens
+        self.token_rows = self.batch["attention_mask"][b].nonzero().flatten().tolist()  # real tokens
         self.window_slots, self.window_labels = window_labels(self.batch["media_mask"][b], self.window_s, self.hop_s)
         rows, cols = torch.tensor(self.token_rows), torch.tensor(self.window_slots)
-        self.matrix = self.attentions[j][b, h][rows][:, cols].numpy()                           # (tokens, windows)
+        self.matrix = self.attentions[j][b, h][rows][:, cols].numpy()  # (tokens, windows)
         self.allowed = self.allowed_all[b][rows][:, cols].numpy()
         self.token_labels = token_labels(self.tokenizer, self.batch["input_ids"][b][rows])
         self.shown_rows, matched = self.rows_to_show()
@@ -280,7 +326,8 @@ class AttentionExplorer(_Shown):
         )
         fig = Figure(figsize=(2.5 + 0.35 * len(cols), 1.5 + 0.14 * max(1, len(self.shown_rows))))
         ax = fig.subplots()
-        if not self.shown_rows: ax.text(0.5, 0.5, "no token matches the filter", ha="center", transform=ax.transAxes)
+        if not self.shown_rows:
+            ax.text(0.5, 0.5, "no token matches the filter", ha="center", transform=ax.transAxes)
         shown = self.matrix[self.shown_rows] if self.shown_rows else np.zeros((1, len(cols)))
         im = ax.imshow(shown, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks(range(len(cols)), self.window_labels, rotation=60, ha="right", fontsize=7)
@@ -289,12 +336,13 @@ class AttentionExplorer(_Shown):
         fig.colorbar(im, ax=ax, fraction=0.04)
         fig.tight_layout()
         self.heatmap.value = figure_png(fig)
-        seeing = [t for t, r in zip(self.token_rows, self.allowed) if r.any()]              # tokens after an <audio>
+        seeing = [t for t, r in zip(self.token_rows, self.allowed) if r.any()]  # tokens after an <audio>
         old, self._quiet = self.token_pick.value, True
         try:
             self.token_pick.options = [(self.token_labels[self.token_rows.index(t)], t) for t in seeing]
             self.token_pick.value = old if old in seeing else (seeing[-1] if seeing else None)
-        finally: self._quiet = False
+        finally:
+            self._quiet = False
         self.draw_token()
 
     def draw_token(self):
@@ -303,7 +351,7 @@ class AttentionExplorer(_Shown):
             self.token_weights = None
             self.bars.value = b""
             return
-        self.token_weights = self.matrix[self.token_rows.index(t)]                              # (windows,)
+        self.token_weights = self.matrix[self.token_rows.index(t)]  # (windows,)
         fig = Figure(figsize=(2.5 + 0.35 * len(self.window_labels), 2.4))
         ax = fig.subplots()
         ax.bar(range(len(self.window_labels)), self.token_weights)
@@ -319,29 +367,38 @@ class AttentionExplorer(_Shown):
         b = self.example_pick.value if example is None else example
         rows = self.batch["attention_mask"][b].nonzero().flatten()
         slots, enc = window_labels(self.batch["media_mask"][b], self.window_s, self.hop_s)
-        cross = [a[b:b + 1][:, :, rows][:, :, :, torch.tensor(slots)] for a in self.attentions]
+        cross = [a[b : b + 1][:, :, rows][:, :, :, torch.tensor(slots)] for a in self.attentions]
         dec = token_labels(self.tokenizer, self.batch["input_ids"][b][rows])
         for layer, a in zip(self.layers, cross):
             if a.dim() != 4 or a.shape[0] != 1 or a.shape[2:] != (len(dec), len(enc)):
-                raise ValueError(f"block of layer {layer}: attention {tuple(a.shape)} does not match "
-                                 f"(1, heads, {len(dec)} tokens, {len(enc)} windows)")
+                raise ValueError(
+                    f"block of layer {layer}: attention {tuple(a.shape)} does not match "
+                    f"(1, heads, {len(dec)} tokens, {len(enc)} windows)"
+                )
         return {"cross_attention": cross, "encoder_tokens": enc, "decoder_tokens": dec}
 
 # %% ../nbs/17_widgets.ipynb #21a73884
 from .icl import ShotSelector
 
+
 class NeighbourShots(ShotSelector):
     "Shots = the neighbours a search already returned, so the prompt holds exactly what the browser lists."
+
     select, has_scores = "rag", True
+
     def __init__(self, hits, order: str = "similarity"):
         super().__init__(len(hits), order)
         self.hits = list(hits)
-    def candidates(self, queries, k, draw=0): return [[(h.item, h.score) for h in self.hits[:k]] for _ in queries]
+
+    def candidates(self, queries, k, draw=0):
+        return [[(h.item, h.score) for h in self.hits[:k]] for _ in queries]
+
 
 def clip_media(item: Item, seconds: float = 10.0, sample_rate: int = 16000) -> tuple[bytes, bytes]:
     "(spectrogram thumbnail PNG, WAV bytes) of the first `seconds` of an item's audio."
     import soundfile as sf
     from audioflamingo_lab.audio import load_audio
+
     duration = min(seconds, item.audio_duration) if item.audio_duration else seconds
     x = load_audio(item.audio, sample_rate, start=item.audio_start, duration=duration)
     fig = Figure(figsize=(2.4, 1.1))
@@ -355,6 +412,7 @@ def clip_media(item: Item, seconds: float = 10.0, sample_rate: int = 16000) -> t
 # %% ../nbs/17_widgets.ipynb #af9fc1f7
 class RetrievalBrowser(_Shown):
     "A query clip (picked or uploaded), its nearest train clips and the interleaved prompt they make."
+
     def __init__(self, index, items=None, encoder=None, cache=None, tokenizer=None, k: int = 3, max_tokens: int = 512):
         self.index, self.encoder, self.cache, self.tokenizer, self.max_tokens = (
             index,
@@ -364,7 +422,8 @@ class RetrievalBrowser(_Shown):
             max_tokens,
         )
         self.queries = {it.id: it for it in (items if items is not None else index.items) if it.audio is not None}
-        if not self.queries: raise ValueError("no items with audio to pick a query from")
+        if not self.queries:
+            raise ValueError("no items with audio to pick a query from")
         self.upload_dir = Path(tempfile.mkdtemp(prefix="afl-upload-"))
         self.pick = W.Dropdown(options=list(self.queries), description="query")
         self.k_pick = W.IntSlider(value=k, min=1, max=min(8, len(index)), description="k", continuous_update=False)
@@ -403,49 +462,67 @@ class RetrievalBrowser(_Shown):
 
     def _vectors(self, query: Item):
         "The query's clip vector when the index cannot embed it itself (no encoder of its own)."
-        if self.index.encoder is not None or query.id in self.index.row or query.id in self.index.known: return None
-        if self.encoder is None: raise ValueError(f"{query.audio}: not in the index and no encoder to embed it with")
+        if self.index.encoder is not None or query.id in self.index.row or query.id in self.index.known:
+            return None
+        if self.encoder is None:
+            raise ValueError(f"{query.audio}: not in the index and no encoder to embed it with")
         from audioflamingo_lab.rag import embed_clips
+
         return embed_clips([query], self.encoder, self.index.meta["pooling"], self.cache)
 
     def _card(self, item: Item, text: str) -> W.Widget:
         png, wav = clip_media(item)
-        return W.HBox([W.Image(value=png, format="png"), W.Audio(value=wav, format="wav", autoplay=False, loop=False),
-                       W.HTML(text, layout=W.Layout(width="420px"))])
+        return W.HBox(
+            [
+                W.Image(value=png, format="png"),
+                W.Audio(value=wav, format="wav", autoplay=False, loop=False),
+                W.HTML(text, layout=W.Layout(width="420px")),
+            ]
+        )
 
     def show(self, query: Item):
         "Search `query`'s neighbours and redraw everything."
         from audioflamingo_lab.icl import make_episode
         from audioflamingo_lab.template import render, show_loss_mask
         import html
+
         self.query, k = query, self.k_pick.value
         self.neighbours = self.index.search([query], k, vectors=self._vectors(query))[0]
         self.query_view.children = [
             self._card(query, f"<code>{html.escape(query.id)}</code><br>{html.escape(query.answer or '')}")
         ]
-        self.results.children = [self._card(n.item, f"<b>{n.score:.3f}</b> · <code>{html.escape(n.item.id)}</code><br>"
-                                            f"{html.escape(n.item.answer)}") for n in self.neighbours]
+        self.results.children = [
+            self._card(
+                n.item, f"<b>{n.score:.3f}</b> · <code>{html.escape(n.item.id)}</code><br>{html.escape(n.item.answer)}"
+            )
+            for n in self.neighbours
+        ]
         self.episode = make_episode(query, NeighbourShots(self.neighbours), k)
         self.rendered = None
         if self.tokenizer is not None:
             self.rendered = render(self.episode, self.tokenizer, self.max_tokens, with_answer=bool(query.answer))
             self.prompt.value = show_loss_mask(self.rendered, self.tokenizer).data
-        else: self.prompt.value = "<i>(pass tokenizer= to see the prompt)</i>"
+        else:
+            self.prompt.value = "<i>(pass tokenizer= to see the prompt)</i>"
 
 # %% ../nbs/17_widgets.ipynb #82854c17
 ALL_CLASSES = "(all classes)"
 
+
 class FewShotExplorer(_Shown):
     "Score versus shots (random vs RAG, 95 % bands) of one or more `report.json` files, with a per-class view."
+
     def __init__(self, reports):
         paths = [reports] if isinstance(reports, (str, os.PathLike)) else list(reports)
-        if not paths: raise ValueError("no reports given")
+        if not paths:
+            raise ValueError("no reports given")
         self.reports = {}
         for p in paths:
             p = Path(p)
             p = p / "report.json" if p.is_dir() else p
             name = p.parent.name or p.stem
-            while name in self.reports: name += "'"
+            while name in self.reports:
+                name += "'"
             self.reports[name] = FewShotReport.from_json(p)
         self.metric = next(iter(self.reports.values())).metric
         self.classes = sorted({c for r in self.reports.values() for t in (r.per_class or {}).values() for c in t})
@@ -455,15 +532,22 @@ class FewShotExplorer(_Shown):
         self.class_pick = W.Dropdown(options=[ALL_CLASSES, *self.classes], description="class")
         self.image = W.Image(format="png")
         self.widget = W.VBox([W.HBox([self.report_pick, self.class_pick]), self.image])
-        for w in (self.report_pick, self.class_pick): w.observe(lambda _: self.draw(), "value")
+        for w in (self.report_pick, self.class_pick):
+            w.observe(lambda _: self.draw(), "value")
         self.draw()
 
     def draw(self):
         names, cls = list(self.report_pick.value), self.class_pick.value
-        self.points = {(n, s): [(r["shots"], r["score"], *r["ci95"]) for r in rs]            # what the left plot draws
-                       for n in names for s, rs in self.reports[n].curves().items()}
-        self.class_points = {} if cls == ALL_CLASSES else \
-            {(n, s): pts for n in names for s, pts in self.reports[n].class_curves(cls).items()}
+        self.points = {
+            (n, s): [(r["shots"], r["score"], *r["ci95"]) for r in rs]  # what the left plot draws
+            for n in names
+            for s, rs in self.reports[n].curves().items()
+        }
+        self.class_points = (
+            {}
+            if cls == ALL_CLASSES
+            else {(n, s): pts for n in names for s, pts in self.reports[n].class_curves(cls).items()}
+        )
         fig = Figure(figsize=(9, 3.4))
         left, right = fig.subplots(1, 2)
         for c, ((n, s), pts) in enumerate(self.points.items()):
@@ -474,8 +558,10 @@ class FewShotExplorer(_Shown):
         left.set_xlabel("shots (k)")
         left.set_ylabel(self.metric)
         left.set_title(f"{self.metric} vs shots (95 % CI)")
-        if self.points: left.legend(fontsize=8)
-        if cls == ALL_CLASSES: self._class_bars(right, names)
+        if self.points:
+            left.legend(fontsize=8)
+        if cls == ALL_CLASSES:
+            self._class_bars(right, names)
         else:
             for c, ((n, s), pts) in enumerate(self.class_points.items()):
                 right.plot(
@@ -488,27 +574,38 @@ class FewShotExplorer(_Shown):
             right.set_ylim(-0.05, 1.05)
             right.set_xlabel("shots (k)")
             right.set_title(f"accuracy of class {cls!r}")
-            if self.class_points: right.legend(fontsize=8)
+            if self.class_points:
+                right.legend(fontsize=8)
         fig.tight_layout()
         self.image.value = figure_png(fig)
 
     def _class_bars(self, ax, names):
         "Grouped bars: accuracy per class at the largest k, one bar per (report, select)."
         groups = []
-        for n in names: groups += [(n, key) for key in self.reports[n].largest_k_classes()]
-        self.class_bars = {(n, key, c): self.reports[n].per_class[key].get(c, {}).get("accuracy", np.nan)
-                           for n, key in groups for c in self.classes}
+        for n in names:
+            groups += [(n, key) for key in self.reports[n].largest_k_classes()]
+        self.class_bars = {
+            (n, key, c): self.reports[n].per_class[key].get(c, {}).get("accuracy", np.nan)
+            for n, key in groups
+            for c in self.classes
+        }
         x, w = np.arange(len(self.classes)), 0.8 / max(1, len(groups))
         for g, (n, key) in enumerate(groups):
-            ax.bar(x + (g - (len(groups) - 1) / 2) * w, [self.class_bars[(n, key, c)] for c in self.classes], w,
-                   label=key if len(names) == 1 else f"{n}: {key}")
+            ax.bar(
+                x + (g - (len(groups) - 1) / 2) * w,
+                [self.class_bars[(n, key, c)] for c in self.classes],
+                w,
+                label=key if len(names) == 1 else f"{n}: {key}",
+            )
         ax.set_xticks(x, self.classes, rotation=45, ha="right", fontsize=7)
         ax.set_ylim(0, 1.05)
         ax.set_title("per-class accuracy at the largest k")
-        if groups: ax.legend(fontsize=7)
+        if groups:
+            ax.legend(fontsize=7)
 
 # %% ../nbs/17_widgets.ipynb #0d6364ac
-HTML_MANAGER = "1.0.15"            # @jupyter-widgets/html-manager for ipywidgets 8 (it asks for ^1.0.1)
+HTML_MANAGER = "1.0.15"  # @jupyter-widgets/html-manager for ipywidgets 8 (it asks for ^1.0.1)
+
 
 def embed_js(cache_dir=None, version: str = HTML_MANAGER) -> Path:
     "A local `embed.js` of `@jupyter-widgets/html-manager` (downloaded once from the npm registry with `npm pack`)."
@@ -517,40 +614,58 @@ def embed_js(cache_dir=None, version: str = HTML_MANAGER) -> Path:
         / f"html-manager-{version}"
     )
     js = root / "package" / "dist" / "embed.js"
-    if js.is_file(): return js
-    if not shutil.which("npm"): raise FileNotFoundError(f"{js} is missing and npm is not installed to fetch it")
+    if js.is_file():
+        return js
+    if not shutil.which("npm"):
+        raise FileNotFoundError(f"{js} is missing and npm is not installed to fetch it")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    out = subprocess.run(["npm", "pack", f"@jupyter-widgets/html-manager@{version}", "--silent"], cwd=tmp,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["npm", "pack", f"@jupyter-widgets/html-manager@{version}", "--silent"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if out.returncode:
         raise RuntimeError(f"npm pack @jupyter-widgets/html-manager@{version} failed: {out.stderr.strip()[-500:]}")
     import tarfile
-    with tarfile.open(tmp / out.stdout.strip().splitlines()[-1]) as tar: tar.extractall(tmp, filter="data")
-    try: (tmp / "package").rename(root / "package")
-    except OSError: pass                                            # another process won the race
+
+    with tarfile.open(tmp / out.stdout.strip().splitlines()[-1]) as tar:
+        tar.extractall(tmp, filter="data")
+    try:
+        (tmp / "package").rename(root / "package")
+    except OSError:
+        pass  # another process won the race
     shutil.rmtree(tmp, ignore_errors=True)
     return js
 
+
 _PUBLIC_PATH = re.compile(r'if\(!(\w)\)throw new Error\("Automatic publicPath is not supported in this browser"\)')
 _FONT = re.compile(r'\b\w\.p\+"([0-9a-f]{20}\.(woff2|woff|ttf|eot|svg))"')
+
 
 @functools.cache
 def embed_js_inline(version: str = HTML_MANAGER) -> str:
     "`embed.js` made self-contained, to inline in a page: its icon font as a data: URI, no lookup of its own URL."
     js = embed_js(version=version)
-    def font(m):                                   # every current browser takes the woff2; older formats are left out
-        if m[2] != "woff2": return '"data:,"'
+
+    def font(m):  # every current browser takes the woff2; older formats are left out
+        if m[2] != "woff2":
+            return '"data:,"'
         return json.dumps("data:font/woff2;base64," + base64.b64encode((js.parent / m[1]).read_bytes()).decode())
+
     text, fonts = _FONT.subn(font, js.read_text(encoding="utf-8"))
-    text, found = _PUBLIC_PATH.subn(r"if(!\1)\1=document.baseURI", text)   # an inline script has no src to resolve from
+    text, found = _PUBLIC_PATH.subn(r"if(!\1)\1=document.baseURI", text)  # an inline script has no src to resolve from
     if not fonts or found != 1 or "<!--" in text:
         raise RuntimeError(f"{js}: not the html-manager build this function knows how to inline (version {version})")
     return text.replace("</script", "<\\/script").replace("//# sourceMappingURL=embed.js.map", "")
 
+
 def _script(mime: str, data) -> str:
     "A JSON script tag; `</` is escaped so the data cannot close the tag."
     return f'<script type="{mime}">' + json.dumps(data).replace("</", "<\\/") + "</script>"
+
 
 def export_html(widget, path, title: str = "audioflamingo-lab widget", embed_url: str | None = None) -> Path:
     """Write the widget (or an object with `.widget`) and its current state to one standalone HTML page.
@@ -559,6 +674,7 @@ def export_html(widget, path, title: str = "audioflamingo-lab widget", embed_url
     pass `embed_url` to load the script from a URL instead."""
     import html
     from ipywidgets.embed import dependency_state, embed_data
+
     view = getattr(widget, "widget", widget)
     data = embed_data(views=[view], state=dependency_state([view]))
     manager = (
@@ -569,7 +685,7 @@ def export_html(widget, path, title: str = "audioflamingo-lab widget", embed_url
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-        f'{manager}\n{_script("application/vnd.jupyter.widget-state+json", data["manager_state"])}\n</head>\n'
+        f"{manager}\n{_script('application/vnd.jupyter.widget-state+json', data['manager_state'])}\n</head>\n"
         f"<body>\n{views}\n</body>\n</html>\n",
         encoding="utf-8",
     )
@@ -584,8 +700,10 @@ def demo_run(folder="runs/demo-quick", quick: bool = True, shots: int = 4, examp
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.rag import ClipIndex
     from audioflamingo_lab.checkpoint import load_checkpoint
+
     folder = Path(folder)
-    if not (folder / "summary.json").exists(): demo(out=str(folder), quick=quick)    # resumes an interrupted demo
+    if not (folder / "summary.json").exists():
+        demo(out=str(folder), quick=quick)  # resumes an interrupted demo
     model = load_checkpoint(folder / "train" / "model.safetensors").eval()
     manifest = folder / "data" / "spoken_languages" / "manifest.jsonl"
     cache = EmbeddingCache(folder / "cache", model.encoder, max_windows=model.config.max_windows)

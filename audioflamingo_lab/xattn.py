@@ -14,19 +14,29 @@ __all__ = ['MEDIA_RULES', 'media_attention_mask', 'MaskedCrossAttention', 'Gated
 # %% ../nbs/04_xattn.ipynb #af8a490a
 MEDIA_RULES = ("cumulative", "immediate")
 
-def media_attention_mask(input_ids: torch.Tensor, audio_token_id: int, media_mask: torch.Tensor,
-                         audios_before: torch.Tensor | None = None, rule: str = "cumulative") -> torch.Tensor:
+
+def media_attention_mask(
+    input_ids: torch.Tensor,
+    audio_token_id: int,
+    media_mask: torch.Tensor,
+    audios_before: torch.Tensor | None = None,
+    rule: str = "cumulative",
+) -> torch.Tensor:
     "Bool (B, T, A·n): token t may attend to window slot j. `media_mask` (B, A, n) marks real windows."
-    if rule not in MEDIA_RULES: raise ValueError(f"rule must be one of {MEDIA_RULES}, got {rule!r}")
+    if rule not in MEDIA_RULES:
+        raise ValueError(f"rule must be one of {MEDIA_RULES}, got {rule!r}")
     B, T = input_ids.shape
     if media_mask.dim() != 3 or media_mask.shape[0] != B:
         raise ValueError(f"media_mask must be (B={B}, A, n), got {tuple(media_mask.shape)}")
     _, A, n = media_mask.shape
-    seen = (input_ids == audio_token_id).long().cumsum(1)          # audios seen at or before each token
-    if audios_before is not None: seen = seen + torch.as_tensor(audios_before, device=seen.device).long().view(B, 1)
+    seen = (input_ids == audio_token_id).long().cumsum(1)  # audios seen at or before each token
+    if audios_before is not None:
+        seen = seen + torch.as_tensor(audios_before, device=seen.device).long().view(B, 1)
     if T and seen.numel() and int(seen[:, -1].max()) > A:
         row = int(seen[:, -1].argmax())
-        raise ValueError(f"row {row} has {int(seen[row, -1])} <audio> tokens (with audios_before) but the media hold only {A} audios")
+        raise ValueError(
+            f"row {row} has {int(seen[row, -1])} <audio> tokens (with audios_before) but the media hold only {A} audios"
+        )
     owner = torch.arange(A, device=seen.device).repeat_interleave(n).view(1, 1, -1)  # the audio each slot belongs to
     seen = seen.unsqueeze(-1)
     allowed = owner < seen if rule == "cumulative" else owner == seen - 1
@@ -35,15 +45,17 @@ def media_attention_mask(input_ids: torch.Tensor, audio_token_id: int, media_mas
 # %% ../nbs/04_xattn.ipynb #39441bb7
 class MaskedCrossAttention(nn.Module):
     "Multi-head attention from text (queries) to media windows (keys/values) under a (B, T, M) boolean mask."
+
     def __init__(self, dim: int, media_dim: int, heads: int = 8, dim_head: int = 64):
         super().__init__()
         self.heads, self.dim_head = heads, dim_head
         self.norm = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, heads * dim_head, bias=False)
         self.to_kv = nn.Linear(media_dim, 2 * heads * dim_head, bias=False)
-        self.to_out = nn.Linear(heads * dim_head, dim, bias=False)   # bias-free: a zeroed row stays exactly zero
+        self.to_out = nn.Linear(heads * dim_head, dim, bias=False)  # bias-free: a zeroed row stays exactly zero
 
-    def _split(self, t): return t.unflatten(-1, (self.heads, self.dim_head)).transpose(1, 2)   # (B, h, L, d)
+    def _split(self, t):
+        return t.unflatten(-1, (self.heads, self.dim_head)).transpose(1, 2)  # (B, h, L, d)
 
     def project_media(self, media: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "media (B, M, media_dim) -> keys, values (B, heads, M, dim_head): cache these while decoding."
@@ -51,14 +63,15 @@ class MaskedCrossAttention(nn.Module):
         return self._split(k), self._split(v)
 
     def forward(self, x, mask, kv, return_attention: bool = False):
-        "x (B, T, dim), mask (B, T, M) bool, kv from `project_media` -> (out (B, T, dim), weights (B, h, T, M) or None)."
+        """x (B, T, dim), mask (B, T, M) bool, kv from `project_media` -> (out (B, T, dim), weights (B, h, T, M) or
+        None)."""
         q = self._split(self.to_q(self.norm(x)))
         k, v = kv
-        has_media = mask.any(-1)                                       # (B, T): rows with something to attend to
-        kernel_mask = (mask | ~has_media[..., None]).unsqueeze(1)      # empty rows fully open: no NaN
+        has_media = mask.any(-1)  # (B, T): rows with something to attend to
+        kernel_mask = (mask | ~has_media[..., None]).unsqueeze(1)  # empty rows fully open: no NaN
         weights = None
         if return_attention:
-            scores = (q @ k.transpose(-1, -2)) * self.dim_head ** -0.5
+            scores = (q @ k.transpose(-1, -2)) * self.dim_head**-0.5
             weights = scores.masked_fill(~kernel_mask, float("-inf")).softmax(-1) * has_media[:, None, :, None]
             out = weights.to(v.dtype) @ v
         else:
@@ -68,24 +81,34 @@ class MaskedCrossAttention(nn.Module):
 
 # %% ../nbs/04_xattn.ipynb #79ba08b5
 class GatedCrossAttentionBlock(nn.Module):
-    "Flamingo's xattn-dense block: masked cross-attention and a feed-forward, each added through tanh(α), α initialised at 0."
+    """Flamingo's xattn-dense block: masked cross-attention and a feed-forward, each added through tanh(α), α
+    initialised at 0."""
+
     def __init__(self, dim: int, media_dim: int, heads: int = 8, dim_head: int = 64, ff_mult: int = 4):
         super().__init__()
         self.attn = MaskedCrossAttention(dim, media_dim, heads, dim_head)
-        self.alpha_attn = nn.Parameter(torch.zeros(1))    # tanh(0) = 0: the LM is untouched at init; 1-D: FSDP refuses scalar parameters
-        self.ff = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * ff_mult, bias=False), nn.GELU(),
-                                nn.Linear(dim * ff_mult, dim, bias=False))
+        self.alpha_attn = nn.Parameter(
+            torch.zeros(1)
+        )  # tanh(0) = 0: the LM is untouched at init; 1-D: FSDP refuses scalar parameters
+        self.ff = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, dim * ff_mult, bias=False),
+            nn.GELU(),
+            nn.Linear(dim * ff_mult, dim, bias=False),
+        )
         self.alpha_ff = nn.Parameter(torch.zeros(1))
 
-    def project_media(self, media): return self.attn.project_media(media)
+    def project_media(self, media):
+        return self.attn.project_media(media)
 
     def forward(self, x, media=None, mask=None, kv=None, return_attention: bool = False):
-        """x (B, T, dim); media (B, M, media_dim) or its cached projection `kv`; mask (B, T, M) bool (None = all windows).
-        No media: only the gated feed-forward runs (as for a text-only row of a mixed batch)."""
+        """x (B, T, dim); media (B, M, media_dim) or its cached projection `kv`; mask (B, T, M) bool (None = all
+        windows). No media: only the gated feed-forward runs (as for a text-only row of a mixed batch)."""
         weights = None
         if media is not None or kv is not None:
             kv = kv if kv is not None else self.project_media(media)
-            if mask is None: mask = torch.ones(x.shape[0], x.shape[1], kv[0].shape[2], dtype=torch.bool, device=x.device)
+            if mask is None:
+                mask = torch.ones(x.shape[0], x.shape[1], kv[0].shape[2], dtype=torch.bool, device=x.device)
             attn, weights = self.attn(x, mask, kv, return_attention)
             x = x + self.alpha_attn.tanh().to(x.dtype) * attn
         x = x + self.alpha_ff.tanh().to(x.dtype) * self.ff(x)

@@ -7,8 +7,10 @@ audio path runs as in a trained model, greedy decoding of up to 12 tokens, bf16 
 set is the `spoken_languages` recipe (built into --data if missing). A warm-up pass fills the cache; the timed pass runs
 `fewshot.evaluate` with one seed, baselines on and controls off. The machine is shared: `uptime` is recorded.
 """
+
 import argparse, json, os, subprocess, tempfile, time
 from pathlib import Path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
@@ -21,15 +23,26 @@ def heldout_manifest(folder: Path) -> Path:
     manifest = folder / "spoken_languages" / "manifest.jsonl"
     if not manifest.exists():
         import data_recipes
+
         data_recipes.build("spoken_languages", folder / "spoken_languages", seed=0, overwrite=True)
     return manifest
 
 
 def build():
     from audioflamingo_lab.flamingo import build_model
+
     torch.manual_seed(0)
-    model = build_model("small", encoder="aisfx", encoder_kwargs=dict(window_s=2.5, hop_s=1.25), max_windows=4,
-                        media_attention="immediate", xattn_every=2, xattn_from=22, max_tokens=384, max_audios=12).eval()
+    model = build_model(
+        "small",
+        encoder="aisfx",
+        encoder_kwargs=dict(window_s=2.5, hop_s=1.25),
+        max_windows=4,
+        media_attention="immediate",
+        xattn_every=2,
+        xattn_from=22,
+        max_tokens=384,
+        max_audios=12,
+    ).eval()
     with torch.no_grad():
         for _, layer in model.xattn_layers():
             layer.xattn.alpha_attn.fill_(0.5)
@@ -39,15 +52,33 @@ def build():
 
 def timed_eval(model, manifest, index, cache, select: str, k: int, limit: int, out: Path) -> dict:
     from audioflamingo_lab.fewshot import evaluate
+
     t0 = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        report = evaluate(model, manifest, shots={select: [k]} if k else [0], select=[select] if k else [],
-                          split="test", index=index, cache=cache, limit=limit, max_new_tokens=12, batch_size=8,
-                          max_tokens=384, out=out, overwrite=True)
+        report = evaluate(
+            model,
+            manifest,
+            shots={select: [k]} if k else [0],
+            select=[select] if k else [],
+            split="test",
+            index=index,
+            cache=cache,
+            limit=limit,
+            max_new_tokens=12,
+            batch_size=8,
+            max_tokens=384,
+            out=out,
+            overwrite=True,
+        )
     seconds = time.perf_counter() - t0
     n = report.row(select if k else "none", k)["n"]
-    return dict(select=select if k else "none", shots=k, episodes=n, seconds=round(seconds, 2),
-                episodes_per_s=round(n / seconds, 3))
+    return dict(
+        select=select if k else "none",
+        shots=k,
+        episodes=n,
+        seconds=round(seconds, 2),
+        episodes_per_s=round(n / seconds, 3),
+    )
 
 
 def main():
@@ -60,6 +91,7 @@ def main():
     torch.set_num_threads(args.threads)
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.rag import ClipIndex
+
     data = Path(args.data)
     manifest = heldout_manifest(data)
     model = build()
@@ -67,13 +99,19 @@ def main():
     index = ClipIndex.build(manifest, model.encoder, cache_root=cache)
     rows, load = [], [uptime()]
     with tempfile.TemporaryDirectory() as tmp:
-        timed_eval(model, manifest, index, cache, "rag", 8, args.limit, Path(tmp) / "warm")   # fills the cache
+        timed_eval(model, manifest, index, cache, "rag", 8, args.limit, Path(tmp) / "warm")  # fills the cache
         for select, k in (("none", 0), ("rag", 4), ("rag", 8), ("balanced", 1)):
             rows.append(timed_eval(model, manifest, index, cache, select, k, args.limit, Path(tmp) / f"{select}{k}"))
             print(rows[-1], flush=True)
     load.append(uptime())
-    result = dict(what=__doc__.splitlines()[0], machine=f"{os.cpu_count()} CPU cores, shared", threads=args.threads,
-                  torch=torch.__version__, uptime=load, rows=rows)
+    result = dict(
+        what=__doc__.splitlines()[0],
+        machine=f"{os.cpu_count()} CPU cores, shared",
+        threads=args.threads,
+        torch=torch.__version__,
+        uptime=load,
+        rows=rows,
+    )
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

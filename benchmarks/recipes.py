@@ -3,6 +3,7 @@
     python benchmarks/recipes.py [--quick-only] [--recipes synthetic,speech]
 Targets: full build <= 120 s and quick <= 20 s on 2 CPU cores.
 """
+
 import argparse, json, os, platform, tempfile, time
 from pathlib import Path
 from data_recipes import build
@@ -13,7 +14,7 @@ ap.add_argument("--recipes", default="synthetic,instruments,speech,sound_effects
 a = ap.parse_args()
 results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "recipes": {}}
 for name in a.recipes.split(","):
-    for quick in ([True] if a.quick_only else [True, False]):
+    for quick in [True] if a.quick_only else [True, False]:
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
             m = build(name, Path(d) / "out", quick=quick)

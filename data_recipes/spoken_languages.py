@@ -9,6 +9,7 @@ may also speak in stamp sounds that training uses. Licence: GPL-2.0-or-later (Tu
 
     python -m data_recipes.spoken_languages --out data/spoken_languages --quick
 """
+
 from __future__ import annotations
 import re, shutil
 from pathlib import Path
@@ -18,9 +19,20 @@ from audioflamingo_lab.core import Item
 from audioflamingo_lab.manifest import write_manifest
 from data_recipes._common import SAMPLE_RATE, MANIFEST, prepare_out, rng_for, write_wav, write_readme, main
 
-LANGUAGES = {"be": "belarusian", "bg": "bulgarian", "ca": "catalan", "da": "danish", "el": "greek", "es": "spanish",
-             "fr": "french", "lt": "lithuanian", "nl": "dutch", "ro": "romanian", "ru": "russian"}
-VAL_LANGUAGES = ("be", "da", "lt", "nl", "el")           # fixed, so every seed of every run reads the same test group
+LANGUAGES = {
+    "be": "belarusian",
+    "bg": "bulgarian",
+    "ca": "catalan",
+    "da": "danish",
+    "el": "greek",
+    "es": "spanish",
+    "fr": "french",
+    "lt": "lithuanian",
+    "nl": "dutch",
+    "ro": "romanian",
+    "ru": "russian",
+}
+VAL_LANGUAGES = ("be", "da", "lt", "nl", "el")  # fixed, so every seed of every run reads the same test group
 PROMPT = "which language is spoken?"
 LICENSE = "GPL-2.0-or-later (Tux Paint stamps)"
 DESC = re.compile(r"_desc_([a-z]{2})$")
@@ -29,26 +41,44 @@ DESC = re.compile(r"_desc_([a-z]{2})$")
 def find_descriptions(root=None) -> dict[str, list[Path]]:
     "{language code: sorted spoken-description files} for the languages in LANGUAGES."
     from data_recipes.sound_effects import STAMPS, _install
+
     root = Path(root or STAMPS)
-    if not root.is_dir(): _install()
+    if not root.is_dir():
+        _install()
     found = {code: [] for code in LANGUAGES}
     for ogg in sorted(root.rglob("*_desc_*.ogg")):
         m = DESC.search(ogg.stem)
-        if m and m.group(1) in found: found[m.group(1)].append(ogg)
+        if m and m.group(1) in found:
+            found[m.group(1)].append(ogg)
     return found
 
 
-def build(out, quick: bool = False, seed: int = 0, overwrite: bool = False, n_pool: int | None = None,
-          n_queries: int | None = None, max_seconds: float = 5.0, sample_rate: int = SAMPLE_RATE, root=None) -> Path:
+def build(
+    out,
+    quick: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    n_pool: int | None = None,
+    n_queries: int | None = None,
+    max_seconds: float = 5.0,
+    sample_rate: int = SAMPLE_RATE,
+    root=None,
+) -> Path:
     "Write the held-out spoken-languages set into `out`; returns the manifest path."
     import soundfile as sf, soxr
+
     n_pool, n_queries = n_pool or (4 if quick else 16), n_queries or (2 if quick else 10)
     found = find_descriptions(root)
     if short := {c: len(f) for c, f in found.items() if len(f) < n_pool + n_queries}:
-        raise RuntimeError(f"too few spoken descriptions for {short} (need {n_pool + n_queries} each): "
-                           "is tuxpaint-stamps-default installed completely?")
+        raise RuntimeError(
+            f"too few spoken descriptions for {short} (need {n_pool + n_queries} each): "
+            "is tuxpaint-stamps-default installed completely?"
+        )
     out = prepare_out(out, overwrite)
-    groups = {"val": [c for c in LANGUAGES if c in VAL_LANGUAGES], "test": [c for c in LANGUAGES if c not in VAL_LANGUAGES]}
+    groups = {
+        "val": [c for c in LANGUAGES if c in VAL_LANGUAGES],
+        "test": [c for c in LANGUAGES if c not in VAL_LANGUAGES],
+    }
     items = []
     for group, codes in groups.items():
         options = sorted(LANGUAGES[c] for c in codes)
@@ -58,20 +88,42 @@ def build(out, quick: bool = False, seed: int = 0, overwrite: bool = False, n_po
             for j, f in enumerate(sorted(files[i] for i in chosen)):
                 x, sr = sf.read(f, dtype="float64", always_2d=True)
                 x = x.mean(1)[: int(max_seconds * sr)]
-                if sr != sample_rate: x = soxr.resample(x, sr, sample_rate)
+                if sr != sample_rate:
+                    x = soxr.resample(x, sr, sample_rate)
                 split = "train" if j < n_pool else group
                 path = str(write_wav(out / "audio" / f"{code}-{j:02d}.wav", x, sample_rate))
-                items.append(Item(f"{code}-{j:02d}", path, task="classification", prompt=PROMPT, answer=LANGUAGES[code],
-                                  options=options, split=split, dataset=f"spoken-languages-{group}",
-                                  extra={"source": str(f.relative_to(f.parents[len(f.parents) - 5])), "license": LICENSE}))
+                items.append(
+                    Item(
+                        f"{code}-{j:02d}",
+                        path,
+                        task="classification",
+                        prompt=PROMPT,
+                        answer=LANGUAGES[code],
+                        options=options,
+                        split=split,
+                        dataset=f"spoken-languages-{group}",
+                        extra={"source": str(f.relative_to(f.parents[len(f.parents) - 5])), "license": LICENSE},
+                    )
+                )
     from data_recipes.sound_effects import COPYRIGHT
-    if COPYRIGHT.is_file(): shutil.copyfile(COPYRIGHT, out / "audio" / "LICENSE-tuxpaint-stamps")
-    write_readme(out, f"""# spoken languages (data_recipes.spoken_languages, seed {seed})
+
+    if COPYRIGHT.is_file():
+        shutil.copyfile(COPYRIGHT, out / "audio" / "LICENSE-tuxpaint-stamps")
+    write_readme(
+        out,
+        f"""# spoken languages (data_recipes.spoken_languages, seed {seed})
 Held-out real recordings: Tux Paint spoken stamp descriptions, first {max_seconds:g} s, {sample_rate} Hz mono.
-val languages: {', '.join(LANGUAGES[c] for c in groups['val'])}; test languages: {', '.join(LANGUAGES[c] for c in groups['test'])}.
-Per language {n_pool} pool clips (split train: the shots) and {n_queries} queries (split val or test). Licence: {LICENSE}.""")
+val languages: {", ".join(LANGUAGES[c] for c in groups["val"])}; \
+test languages: {", ".join(LANGUAGES[c] for c in groups["test"])}.
+Per language {n_pool} pool clips (split train: the shots) and {n_queries} queries (split val or test). \
+Licence: {LICENSE}.""",
+    )
     return write_manifest(items, out / MANIFEST, overwrite=overwrite)
 
 
 if __name__ == "__main__":
-    main(build, __doc__, [(("--n-pool",), {"type": int, "dest": "n_pool"}), (("--n-queries",), {"type": int, "dest": "n_queries"})])
+    main(
+        build,
+        __doc__,
+        [(("--n-pool",), {"type": int, "dest": "n_pool"}), (("--n-queries",), {"type": int, "dest": "n_queries"})],
+    )

