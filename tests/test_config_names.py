@@ -45,7 +45,8 @@ def test_an_old_style_config_dict_loads_with_the_new_names():
 def test_a_checkpoint_saved_with_the_old_names_loads(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
-    from audioflamingo_lab.training import configure_trainable, load_checkpoint, save_checkpoint
+    from audioflamingo_lab.training import configure_trainable
+    from audioflamingo_lab.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     model = configure_trainable(build_model("tiny", encoder=None, audio_depth=1), "pretrain").eval()

@@ -110,7 +110,16 @@ def test_synthetic_options_and_refusals(tmp_path):
         build("synthetic", tmp_path / "t", classes=["dog"])
     with pytest.raises(ValueError, match="unknown recipe"):
         build("nope", tmp_path / "u")
-    assert set(data_recipes.RECIPES) == {"synthetic", "instruments", "speech", "sound_effects", "byo", "dialogue"}
+    assert set(data_recipes.RECIPES) == {
+        "synthetic",
+        "instruments",
+        "speech",
+        "sound_effects",
+        "byo",
+        "dialogue",
+        "many_classes",
+        "spoken_languages",
+    }
 
 
 def test_synthetic_command_line(tmp_path):
