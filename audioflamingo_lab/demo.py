@@ -66,8 +66,8 @@ QUICK = dict(
     shots={"rag": [0, 4], "balanced": [1]},
     controls_at=(("balanced", 1),),
 )
-# One GPU, about an hour: more clips per class, 30x the steps, cross-attention from layer 4 (below the LM's copying
-# heads), LoRA on every layer. Not yet run (no GPU was lent to this project's sessions): expected numbers are unknown.
+# One GPU (run time not measured): more clips per class, 30x the steps, cross-attention from layer 4 (as in e5,
+# no effect there at 80 steps), LoRA on every layer. Not yet run (no GPU was lent to this project's sessions).
 GPU = dict(
     n_per_class=12,
     steps=3000,
