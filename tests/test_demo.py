@@ -47,3 +47,34 @@ def test_demo_quick(tmp_path):
         [AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert again.returncode != 0 and "finished demo" in again.stderr  # never overwritten silently
+
+    # Deterministic: the same seed on the same machine (sharing the data build) gives the same run, bit for bit.
+    twin = tmp_path / "twin"
+    shared = ["--data", str(out / "data"), "--cache", str(out / "cache")]
+    r = subprocess.run(
+        [AFL, "demo", "--out", str(twin), "--quick", *shared],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    first, second = _demo_outputs(out), _demo_outputs(twin)
+    assert first["predictions"][0].strip() and first.keys() == second.keys()
+    for key in first:
+        assert first[key] == second[key], f"{key} differs between two runs with one seed"
+
+
+def _demo_outputs(out: Path) -> dict:
+    "What a demo run reports: its report rows, every prediction line and the trained tensors (not timings or paths)."
+    from safetensors.torch import load_file
+
+    report = json.loads((out / "report.json").read_text())
+    tensors = load_file(out / "train/model.safetensors")
+    return dict(
+        rows=report["rows"],
+        per_class=report["per_class"],
+        predictions=[(out / folder / "predictions.jsonl").read_text() for folder in ("eval", "eval-seen")],
+        tensors={name: t.float().numpy().tobytes() for name, t in tensors.items()},
+    )
