@@ -93,8 +93,8 @@ class WindowEncoder(nn.Module):
 ENCODERS: dict[str, str | Callable[..., WindowEncoder]] = {  # name -> "module:factory" (lazy) or a factory
     "mel": "audioflamingo_lab.encoders:MelConvEncoder",
     "clap-htsat": "audioflamingo_lab.encoders:ClapHTSATEncoder",
-    "aisfx": "audioflamingo_lab.pretrained:AisfxEncoder",
-    "whisper-tiny": "audioflamingo_lab.pretrained:WhisperTinyEncoder",
+    "aisfx": "audioflamingo_lab.aisfx_encoder:AisfxEncoder",
+    "whisper-tiny": "audioflamingo_lab.whisper_tiny:WhisperTinyEncoder",
 }
 
 
