@@ -6,7 +6,6 @@ from audioflamingo_lab.encoders import (
     EmbeddingCache,
     MelConvEncoder,
     WindowEncoder,
-    ClapHTSATEncoder,
     build_encoder,
     encoder_factory,
     register_encoder,
@@ -14,6 +13,7 @@ from audioflamingo_lab.encoders import (
     weights_digest,
 )
 from audioflamingo_lab.audio import num_windows
+from audioflamingo_lab.clap_htsat import ClapHTSATEncoder
 from audioflamingo_lab.core import AudioError
 
 
