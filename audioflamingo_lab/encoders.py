@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 from .audio import load_audio, load_windows, sliding_windows
@@ -30,7 +31,7 @@ def weights_digest(module: nn.Module) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
-
+# %% ../nbs/02_encoders.ipynb #b73bf565
 class WindowEncoder(nn.Module):
     "Base class: windows `(B, n, W)` at `sample_rate` -> embeddings `(B, n, dim)`."
 
@@ -62,31 +63,33 @@ class WindowEncoder(nn.Module):
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
 
-    def encode_file(
-        self,
+# %% ../nbs/02_encoders.ipynb #1e6b51f2
+@patch
+def encode_file(
+    self: WindowEncoder,
+    path,
+    max_windows: int | None = 16,
+    start: float | None = None,
+    duration: float | None = None,
+    pad: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(emb (n, dim) float32 CPU, mask (n,) bool)` of one file; padded slots are zero vectors with mask False."
+    windows, mask = load_windows(
         path,
-        max_windows: int | None = 16,
-        start: float | None = None,
-        duration: float | None = None,
-        pad: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        "`(emb (n, dim) float32 CPU, mask (n,) bool)` of one file; padded slots are zero vectors with mask False."
-        windows, mask = load_windows(
-            path,
-            self.sample_rate,
-            self.window_s,
-            self.hop_s,
-            max_windows=max_windows,
-            start=start,
-            duration=duration,
-            pad=False,
-        )  # decodes only what the windows keep
-        with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
-            emb = self(windows[None].to(self.device))[0].float().cpu()
-        if pad and max_windows is not None and len(emb) < max_windows:
-            emb = torch.cat([emb, emb.new_zeros(max_windows - len(emb), emb.shape[1])])
-            mask = torch.cat([mask, mask.new_zeros(max_windows - len(mask))])
-        return emb, mask
+        self.sample_rate,
+        self.window_s,
+        self.hop_s,
+        max_windows=max_windows,
+        start=start,
+        duration=duration,
+        pad=False,
+    )  # decodes only what the windows keep
+    with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
+        emb = self(windows[None].to(self.device))[0].float().cpu()
+    if pad and max_windows is not None and len(emb) < max_windows:
+        emb = torch.cat([emb, emb.new_zeros(max_windows - len(emb), emb.shape[1])])
+        mask = torch.cat([mask, mask.new_zeros(max_windows - len(mask))])
+    return emb, mask
 
 # %% ../nbs/02_encoders.ipynb #7364a99a
 ENCODERS: dict[str, str | Callable[..., WindowEncoder]] = {  # name -> "module:factory" (lazy) or a factory
@@ -173,7 +176,7 @@ class MelConvConfig:
     window_s: float = 7.0
     hop_s: float = 1.75
 
-
+# %% ../nbs/02_encoders.ipynb #4f87ff8a
 class MelConvEncoder(WindowEncoder):
     "Log-mel + 1-D conv stack + mean over time: a fast CPU window encoder, `(B, n, W)` -> `(B, n, dim)`."
 
@@ -204,16 +207,20 @@ class MelConvEncoder(WindowEncoder):
 
     cpu_chunk: int = 4  # windows per step on CPU: the STFT buffers stay in cache (~1.5x faster)
 
-    def encode(self, wave: torch.Tensor) -> torch.Tensor:
-        "Waveforms `(N, W)` -> `(N, dim)`."
-        x = self.bn0(self.logmel(wave))  # (N, n_mels, frames)
-        return self.proj(self.convs(x).mean(-1))  # mean-pool over time
+# %% ../nbs/02_encoders.ipynb #37328058
+@patch
+def encode(self: MelConvEncoder, wave: torch.Tensor) -> torch.Tensor:
+    "Waveforms `(N, W)` -> `(N, dim)`."
+    x = self.bn0(self.logmel(wave))  # (N, n_mels, frames)
+    return self.proj(self.convs(x).mean(-1))  # mean-pool over time
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        B, n, W = windows.shape
-        flat = windows.reshape(B * n, W)
-        chunk = self.cpu_chunk if flat.device.type == "cpu" else len(flat)
-        return torch.cat([self.encode(c) for c in flat.split(max(chunk, 1))]).reshape(B, n, self.dim)
+
+@patch
+def forward(self: MelConvEncoder, windows: torch.Tensor) -> torch.Tensor:
+    B, n, W = windows.shape
+    flat = windows.reshape(B * n, W)
+    chunk = self.cpu_chunk if flat.device.type == "cpu" else len(flat)
+    return torch.cat([self.encode(c) for c in flat.split(max(chunk, 1))]).reshape(B, n, self.dim)
 
 # %% ../nbs/02_encoders.ipynb #b68d7f7f
 class EmbeddingCache:
@@ -239,109 +246,117 @@ class EmbeddingCache:
             self._file_hashes[memo] = h.hexdigest()
         return self._file_hashes[memo]
 
-    def entry(self, path, start=None, duration=None) -> Path:
-        "Where the embeddings of `path[start:start+duration]` live."
-        from audioflamingo_lab.core import AudioError
-
-        if not os.path.isfile(path):
-            raise AudioError(path, "file not found")
-        e = self.encoder
-        parts = [
-            self.file_hash(path),
-            self.encoder_key,
-            e.sample_rate,
-            e.window_s,
-            e.hop_s,
-            self.max_windows,
-            start,
-            duration,
-        ]
-        key = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
-        return self.root / key[:2] / f"{key}.safetensors"
-
     @staticmethod
     def content_hash(emb, mask) -> str:
         "sha256 of the entry's tensors: a flipped bit on disk changes it."
         return hashlib.sha256(emb.contiguous().numpy().tobytes() + mask.contiguous().numpy().tobytes()).hexdigest()
 
-    def _read(self, entry: Path, path):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(entry), "pt") as f:
-                meta = f.metadata() or {}
-                emb, mask = f.get_tensor("emb"), f.get_tensor("mask")
-            ok = (
-                emb.dtype == torch.float32
-                and emb.ndim == 2
-                and emb.shape[1] == self.encoder.dim
-                and mask.dtype == torch.bool
-                and mask.shape == emb.shape[:1]
-            )
-            if not ok:
-                problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
-            elif not torch.isfinite(emb).all():
-                problem = "NaN or infinite values"
-            elif "sha256" not in meta:
-                problem = "no content hash: written by an older version"
-            elif meta["sha256"] != self.content_hash(emb, mask):
-                problem = "content hash mismatch (corrupted floats?)"
-            else:
-                return emb, mask
-        except Exception as e:
-            problem = str(e) or type(e).__name__
-        warnings.warn(f"corrupt cache entry {entry} for {path} ({problem}); recomputing")
-        return None
-
-    def _write(self, entry: Path, emb, mask, path):
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        blob = save(
-            {"emb": emb.contiguous(), "mask": mask.contiguous()},
-            metadata={
-                "source": str(path),
-                "encoder": type(self.encoder).__name__,
-                "encoder_key": self.encoder_key,
-                "sha256": self.content_hash(emb, mask),
-            },
-        )
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem[:16]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, entry)  # atomic: readers see the old entry or the whole new one
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    def get(self, path, start: float | None = None, duration: float | None = None):
-        "`(emb float32 (n, dim), mask bool (n,))` of one clip, from disk if cached, else encoded and stored."
-        entry = self.entry(path, start, duration)
-        if entry.exists():
-            got = self._read(entry, path)
-            if got is not None:
-                self.hits += 1
-                return got
-        emb, mask = self.encoder.encode_file(path, max_windows=self.max_windows, start=start, duration=duration)
-        self.encoder_calls += 1
-        emb, mask = emb.float().contiguous(), mask.bool().contiguous()
-        if not torch.isfinite(emb).all():
-            raise ValueError(f"{path}: the encoder produced NaN or infinite embeddings; not cached")
-        self._write(entry, emb, mask, path)
-        return emb, mask
-
-    def get_many(self, paths, starts=None, durations=None, progress: bool = True):
-        "`get` for each path (with a tqdm bar); returns a list of `(emb, mask)`."
-        n = len(paths)
-        starts, durations = starts or [None] * n, durations or [None] * n
-        return [
-            self.get(p, s, d)
-            for p, s, d in tqdm(
-                list(zip(paths, starts, durations)), desc="embeddings", disable=not progress, leave=False
-            )
-        ]
-
     def __len__(self):
         return sum(1 for _ in self.root.glob("??/*.safetensors"))
+
+# %% ../nbs/02_encoders.ipynb #89e60989
+@patch
+def entry(self: EmbeddingCache, path, start=None, duration=None) -> Path:
+    "Where the embeddings of `path[start:start+duration]` live."
+    from audioflamingo_lab.core import AudioError
+
+    if not os.path.isfile(path):
+        raise AudioError(path, "file not found")
+    e = self.encoder
+    parts = [
+        self.file_hash(path),
+        self.encoder_key,
+        e.sample_rate,
+        e.window_s,
+        e.hop_s,
+        self.max_windows,
+        start,
+        duration,
+    ]
+    key = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+    return self.root / key[:2] / f"{key}.safetensors"
+
+# %% ../nbs/02_encoders.ipynb #754e7608
+@patch
+def _read(self: EmbeddingCache, entry: Path, path):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(entry), "pt") as f:
+            meta = f.metadata() or {}
+            emb, mask = f.get_tensor("emb"), f.get_tensor("mask")
+        ok = (
+            emb.dtype == torch.float32
+            and emb.ndim == 2
+            and emb.shape[1] == self.encoder.dim
+            and mask.dtype == torch.bool
+            and mask.shape == emb.shape[:1]
+        )
+        if not ok:
+            problem = f"unexpected shapes {tuple(emb.shape)} / {tuple(mask.shape)}"
+        elif not torch.isfinite(emb).all():
+            problem = "NaN or infinite values"
+        elif "sha256" not in meta:
+            problem = "no content hash: written by an older version"
+        elif meta["sha256"] != self.content_hash(emb, mask):
+            problem = "content hash mismatch (corrupted floats?)"
+        else:
+            return emb, mask
+    except Exception as e:
+        problem = str(e) or type(e).__name__
+    warnings.warn(f"corrupt cache entry {entry} for {path} ({problem}); recomputing")
+    return None
+
+# %% ../nbs/02_encoders.ipynb #621dd135
+@patch
+def _write(self: EmbeddingCache, entry: Path, emb, mask, path):
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    blob = save(
+        {"emb": emb.contiguous(), "mask": mask.contiguous()},
+        metadata={
+            "source": str(path),
+            "encoder": type(self.encoder).__name__,
+            "encoder_key": self.encoder_key,
+            "sha256": self.content_hash(emb, mask),
+        },
+    )
+    fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.stem[:16]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, entry)  # atomic: readers see the old entry or the whole new one
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+# %% ../nbs/02_encoders.ipynb #ef08f647
+@patch
+def get(self: EmbeddingCache, path, start: float | None = None, duration: float | None = None):
+    "`(emb float32 (n, dim), mask bool (n,))` of one clip, from disk if cached, else encoded and stored."
+    entry = self.entry(path, start, duration)
+    if entry.exists():
+        got = self._read(entry, path)
+        if got is not None:
+            self.hits += 1
+            return got
+    emb, mask = self.encoder.encode_file(path, max_windows=self.max_windows, start=start, duration=duration)
+    self.encoder_calls += 1
+    emb, mask = emb.float().contiguous(), mask.bool().contiguous()
+    if not torch.isfinite(emb).all():
+        raise ValueError(f"{path}: the encoder produced NaN or infinite embeddings; not cached")
+    self._write(entry, emb, mask, path)
+    return emb, mask
+
+
+@patch
+def get_many(self: EmbeddingCache, paths, starts=None, durations=None, progress: bool = True):
+    "`get` for each path (with a tqdm bar); returns a list of `(emb, mask)`."
+    n = len(paths)
+    starts, durations = starts or [None] * n, durations or [None] * n
+    return [
+        self.get(p, s, d)
+        for p, s, d in tqdm(list(zip(paths, starts, durations)), desc="embeddings", disable=not progress, leave=False)
+    ]
