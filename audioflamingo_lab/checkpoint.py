@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from . import flamingo as _flamingo
+from .flamingo_config import FlamingoConfig, renamed_fields
 from .training import MODES, configure_trainable, _build, _checkpoint_keys, _model_config, _rebuildable
 
 # %% auto #0
@@ -68,7 +68,7 @@ def check_config(config: dict, where: str = "config") -> dict:
     "Refuse unknown fields, out-of-range sizes and non-hub LM/tokenizer sources before any model is built."
     if not isinstance(config, dict):
         raise ValueError(f"{where}: config must be a JSON object, got {type(config).__name__}")
-    known = {f.name for f in dataclasses.fields(_flamingo.FlamingoConfig)}
+    known = {f.name for f in dataclasses.fields(FlamingoConfig)}
     if unknown := sorted(set(config) - known):
         raise ValueError(f"{where}: unknown config field(s) {unknown}")
     for k, (lo, hi) in SIZE_BOUNDS.items():
@@ -207,7 +207,7 @@ def checkpoint_info(path) -> dict:
         raise ValueError(f"{path}: not a safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an audioflamingo-lab checkpoint (format={meta.get('format')!r})")
-    config = _flamingo.renamed_fields(_meta_json(path, meta, "config", dict), f"{path}: metadata")
+    config = renamed_fields(_meta_json(path, meta, "config", dict), f"{path}: metadata")
     info = {
         "config": config,
         "trainable": _meta_json(path, meta, "trainable", dict),

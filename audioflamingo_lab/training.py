@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import lightning as L
 from .xattn import GatedCrossAttentionBlock
 from . import flamingo as _flamingo
+from .flamingo_config import FlamingoConfig, renamed_fields
 
 # %% auto #0
 __all__ = ['MODES', 'GROUPS', 'LoraSettings', 'param_group', 'new_token_ids', 'configure_trainable', 'group_counts',
@@ -191,9 +192,7 @@ def _model_config(model) -> dict:
 
 def _build(config: dict | str):
     "The model a config (a plain dict, as stored in checkpoints) or a preset name describes."
-    return _flamingo.build_model(
-        config if isinstance(config, str) else _flamingo.FlamingoConfig(**_flamingo.renamed_fields(config))
-    )
+    return _flamingo.build_model(config if isinstance(config, str) else FlamingoConfig(**renamed_fields(config)))
 
 
 def _rebuildable(config: dict) -> bool:

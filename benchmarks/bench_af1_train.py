@@ -26,7 +26,8 @@ PEAK = 790e12
 
 
 def build(args, windows, mode, variant):
-    from audioflamingo_lab.flamingo import build_model, FlamingoConfig
+    from audioflamingo_lab.flamingo import build_model
+    from audioflamingo_lab.flamingo_config import FlamingoConfig
     from audioflamingo_lab.training import configure_trainable, optimizer_groups
 
     if (

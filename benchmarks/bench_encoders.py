@@ -4,7 +4,7 @@ versus cached (hash + read).
     .venv/bin/python benchmarks/bench_encoders.py [--threads 1] [--windows 32] [--htsat-windows 4] [--files 3]
                                                   [--encoders mel clap-htsat aisfx whisper-tiny]
 
-Every registered encoder is tried (`aisfx` and `whisper-tiny` come from `audioflamingo_lab.pretrained` if it imports);
+Every registered encoder is tried (`aisfx` and `whisper-tiny` need the weight packages of requirements-pretrained.txt);
 one that cannot be built is recorded with its error. Writes benchmarks/results/encoders.json.
 """
 

@@ -23,7 +23,8 @@ PEAK = 790e12
 
 
 def build(args, windows):
-    from audioflamingo_lab.flamingo import build_model, FlamingoConfig
+    from audioflamingo_lab.flamingo import build_model
+    from audioflamingo_lab.flamingo_config import FlamingoConfig
 
     dtype = {"bf16": "bfloat16", "fp32": "float32"}[args.dtype]
     cfg = FlamingoConfig.from_name("af1", encoder=None, max_windows=windows, dtype=dtype)

@@ -14,6 +14,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from audioflamingo_lab import pretrained as pre
+from audioflamingo_lab.aisfx_encoder import AisfxEncoder
+from audioflamingo_lab.whisper_tiny import WhisperTinyEncoder
 from audioflamingo_lab.audio import sliding_windows
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
@@ -111,7 +113,7 @@ def main():
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "pretrained.json"))
     a = ap.parse_args()
     res = {"device": a.device, "torch_threads": torch.get_num_threads(), "encoders": {}}
-    for name, cls in [("aisfx", pre.AisfxEncoder), ("whisper-tiny", pre.WhisperTinyEncoder)]:
+    for name, cls in [("aisfx", AisfxEncoder), ("whisper-tiny", WhisperTinyEncoder)]:
         if pre.have_weights(name):
             res["encoders"][name] = bench_encoder(cls(), a.clips, a.seconds, a.device)
             print(name, res["encoders"][name])

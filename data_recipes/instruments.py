@@ -52,12 +52,15 @@ def _synth():
     return fluidsynth, str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
 
 
-def render(notes, program: int, seconds: float, sample_rate: int = SAMPLE_RATE):
+DRUM_KIT = 128  # the General MIDI bank of drum kits: `render(notes, 0, seconds, bank=DRUM_KIT)` is the standard kit
+
+
+def render(notes, program: int, seconds: float, sample_rate: int = SAMPLE_RATE, bank: int = 0):
     "Render [(pitch, velocity, start, end)] on one GM program with a fresh synth (no state between clips): mono float."
     fluidsynth, sf2 = _synth()
     fs = fluidsynth.Synth(samplerate=float(sample_rate), gain=2.5)  # soft notes near -25 dBFS, loud near -3
     try:
-        fs.program_select(0, fs.sfload(sf2), 0, program)
+        fs.program_select(0, fs.sfload(sf2), bank, program)
         events = sorted([(s, 1, p, v) for p, v, s, e in notes] + [(e, 0, p, v) for p, v, s, e in notes])
         chunks, t = [], 0
         for time, on, pitch, vel in events:

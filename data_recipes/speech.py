@@ -63,18 +63,17 @@ VOICES = {
 SPEEDS = {"slowly": 110, "at a normal pace": 165, "quickly": 230}  # words per minute
 
 
-def speak(text: str, language: str, voice: str, wpm: int, pitch: int, sample_rate: int = SAMPLE_RATE):
-    "Synthesise text with espeak-ng (writes 22.05 kHz WAV) and resample: mono float."
+def speak(text: str, language: str, voice: str | None, wpm: int, pitch: int, sample_rate: int = SAMPLE_RATE):
+    "Synthesise text with espeak-ng (writes 22.05 kHz WAV) and resample: mono float. `voice` None: the language's own."
     exe = need_debian("espeak-ng", "espeak-ng")
+    name = f"{language}+{voice}" if voice else language
     with tempfile.TemporaryDirectory() as d:
         wav = Path(d) / "x.wav"
         r = subprocess.run(
-            [exe, "-v", f"{language}+{voice}", "-s", str(wpm), "-p", str(pitch), "-w", str(wav), text],
-            capture_output=True,
-            text=True,
+            [exe, "-v", name, "-s", str(wpm), "-p", str(pitch), "-w", str(wav), text], capture_output=True, text=True
         )
         if r.returncode or not wav.exists():
-            raise RuntimeError(f"espeak-ng failed for {text!r} ({language}+{voice}): {r.stderr.strip()}")
+            raise RuntimeError(f"espeak-ng failed for {text!r} ({name}): {r.stderr.strip()}")
         x, sr = sf.read(wav, dtype="float64")
     return soxr.resample(x, sr, sample_rate) if sr != sample_rate else x
 

@@ -2,7 +2,8 @@
 
 import dataclasses, json
 import pytest, torch
-from audioflamingo_lab.flamingo import PRESETS, RENAMED_FIELDS, FlamingoConfig, build_model, renamed_fields
+from audioflamingo_lab.flamingo import build_model
+from audioflamingo_lab.flamingo_config import PRESETS, RENAMED_FIELDS, FlamingoConfig, renamed_fields
 
 OLD_STYLE = {
     "lm": None,

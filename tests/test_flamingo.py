@@ -2,7 +2,9 @@
 
 import copy
 import pytest, torch
-from audioflamingo_lab.flamingo import FlamingoConfig, Flamingo, _build_lm, build_model, XAttnDecoderLayer
+from audioflamingo_lab.flamingo import Flamingo, _build_lm, build_model
+from audioflamingo_lab.flamingo_config import FlamingoConfig
+from audioflamingo_lab.lm_wrap import XAttnDecoderLayer
 from audioflamingo_lab.template import token_ids
 from audioflamingo_lab.inference import generate_text
 

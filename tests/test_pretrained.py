@@ -1,5 +1,5 @@
-"""Pretrained weights from pip packages: cache, SmolLM2 (+ the small Flamingo at gate 0), aiSFX, the CTranslate2 reader,
-Whisper."""
+"""Pretrained weights from pip packages: cache, SmolLM2 (+ the small Flamingo at gate 0), aiSFX (aisfx_encoder), the
+CTranslate2 reader and Whisper (whisper_tiny)."""
 
 import difflib, json, struct
 import numpy as np, pytest, torch
@@ -8,6 +8,8 @@ import torch.nn.functional as F
 pre = pytest.importorskip(
     "audioflamingo_lab.pretrained", reason="audioflamingo_lab.pretrained needs audioflamingo_lab.encoders (02)"
 )
+ae = pytest.importorskip("audioflamingo_lab.aisfx_encoder", reason="the aiSFX encoder (13a) needs pretrained (13)")
+wt = pytest.importorskip("audioflamingo_lab.whisper_tiny", reason="the Whisper encoder (13b) needs pretrained (13)")
 
 
 def need(name):
@@ -109,12 +111,12 @@ def test_small_flamingo_at_gate_zero_is_smollm2(smollm2):
 def aisfx():
     if not pre.have_weights("aisfx"):
         pytest.skip(f"aisfx weights not installed ({pre.INSTALL_HINT})")
-    return pre.AisfxEncoder()
+    return ae.AisfxEncoder()
 
 
 @need("aisfx")
 def test_aisfx_checkpoint_loads_every_key_without_pickled_code(aisfx):
-    state, heads = pre.load_aisfx_checkpoint()
+    state, heads = ae.load_aisfx_checkpoint()
     assert set(aisfx.net.state_dict()) == set(state) and len(heads) == 9
     for k, v in aisfx.net.state_dict().items():
         assert torch.equal(v, state[k]), k
@@ -123,7 +125,7 @@ def test_aisfx_checkpoint_loads_every_key_without_pickled_code(aisfx):
 @need("aisfx")
 def test_aisfx_cnn_matches_the_packages_own_model(aisfx):
     cnn2d = pytest.importorskip("aisfx.models.cnn2d", reason="the aisfx package's reference model code")
-    state, heads = pre.load_aisfx_checkpoint()
+    state, heads = ae.load_aisfx_checkpoint()
     ref = cnn2d.EmbeddingNet("max", 3, 1, 64)
     ref.load_state_dict({k[len("embedding_net.") :]: v for k, v in state.items() if k.startswith("embedding_net.")})
     blocks = torch.rand(3, 100, 96, generator=torch.Generator().manual_seed(0))
@@ -152,21 +154,23 @@ def test_aisfx_separates_real_sound_classes(aisfx, tmp_path):
         pytest.skip("needs espeak-ng and fluidsynth (apt-get install)")
     from audioflamingo_lab.audio import load_audio, sliding_windows
 
-    classes = pre.make_sound_classes(tmp_path, per_class=3, seconds=3.0)
+    from data_recipes.sound_classes import make_sound_classes
+
+    classes = make_sound_classes(tmp_path, per_class=3, seconds=3.0)
     paths = [p for ps in classes.values() for p in ps]
     labels = [k for k, ps in classes.items() for _ in ps]
     windows = torch.stack([sliding_windows(load_audio(p, 44100, duration=7.0), 44100, max_windows=1)[0] for p in paths])
     with torch.no_grad():
         emb = aisfx(windows)[:, 0]
-    sep = pre.class_separation(emb, labels)
+    sep = ae.class_separation(emb, labels)
     assert sep["within"] > sep["between"] + 0.3 and sep["loo_1nn_accuracy"] >= 0.8
 
 
 def test_class_separation_on_hand_built_points():
     emb = torch.tensor([[1.0, 0], [1, 0.1], [-1, 0], [-1, -0.1]])
-    sep = pre.class_separation(emb, ["a", "a", "b", "b"])
+    sep = ae.class_separation(emb, ["a", "a", "b", "b"])
     assert sep["loo_1nn_accuracy"] == 1.0 and sep["within"] > 0.9 and sep["between"] < -0.9 and sep["chance"] == 0.5
-    assert pre.class_separation(emb, ["a", "b", "a", "b"])["loo_1nn_accuracy"] == 0.0
+    assert ae.class_separation(emb, ["a", "b", "a", "b"])["loo_1nn_accuracy"] == 0.0
 
 
 # -- CTranslate2 reader ------------------------------------------------------------------------------------------------
@@ -197,7 +201,7 @@ def test_read_ct2_hand_built_file_with_int8_scales_and_aliases(tmp_path):
         {"a/weight": (1, q), "a/weight_scale": (0, scale), "b/h": (4, half), "n": (2, np.array(6, dtype=np.int16))},
         aliases=[("c/w", "b/h")],
     )
-    spec, v = pre.read_ct2(path)
+    spec, v = wt.read_ct2(path)
     assert spec == "TestSpec" and set(v) == {"a/weight", "b/h", "n", "c/w"}
     assert torch.allclose(v["a/weight"], torch.from_numpy(w), atol=np.abs(w).max() / 127)
     assert (
@@ -206,7 +210,7 @@ def test_read_ct2_hand_built_file_with_int8_scales_and_aliases(tmp_path):
         and torch.equal(v["c/w"], v["b/h"])
     )
     assert int(v["n"]) == 6
-    raw = pre.read_ct2(path, dequantize=False)[1]
+    raw = wt.read_ct2(path, dequantize=False)[1]
     assert raw["a/weight"].dtype == torch.int8 and "a/weight_scale" in raw
 
 
@@ -214,10 +218,10 @@ def test_read_ct2_truncated_file_names_the_file(tmp_path):
     path = _ct2_file(tmp_path / "model.bin", {"x": (0, np.ones((8, 8), np.float32))})
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ValueError, match="model.bin.*truncated"):
-        pre.read_ct2(path)
+        wt.read_ct2(path)
     (tmp_path / "bad.bin").write_bytes(struct.pack("<I", 99) + b"\0" * 8)
     with pytest.raises(ValueError, match="bad.bin.*version 99"):
-        pre.read_ct2(tmp_path / "bad.bin")
+        wt.read_ct2(tmp_path / "bad.bin")
 
 
 # -- Whisper tiny.en ---------------------------------------------------------------------------------------------------
@@ -225,14 +229,14 @@ def test_read_ct2_truncated_file_names_the_file(tmp_path):
 def whisper_enc():
     if not pre.have_weights("whisper-tiny"):
         pytest.skip(f"whisper-tiny weights not installed ({pre.INSTALL_HINT})")
-    return pre.WhisperTinyEncoder()
+    return wt.WhisperTinyEncoder()
 
 
 @need("whisper-tiny")
 def test_whisper_encoder_loads_strict_with_every_ct2_encoder_variable(whisper_enc):
-    _, ct2 = pre.read_ct2(pre.weight_file("whisper-tiny"))
+    _, ct2 = wt.read_ct2(pre.weight_file("whisper-tiny"))
     sd = whisper_enc.encoder.state_dict()
-    mapped = pre._whisper_state_dict(ct2, "encoder", "")
+    mapped = wt._whisper_state_dict(ct2, "encoder", "")
     assert set(sd) == set(mapped)
     n_ct2 = sum(v.numel() for k, v in ct2.items() if k.startswith("encoder/") and v.dim() > 0)
     n_k_bias = 4 * 384  # the all-zero key biases CT2 adds, Whisper has none
@@ -266,18 +270,16 @@ def test_whisper_windows_are_encoded_alone_and_padding_is_silence(whisper_enc):
 
 
 @need("whisper-tiny")
-def test_whisper_transcribes_espeak_speech(tmp_path):
+def test_whisper_transcribes_espeak_speech():
     import shutil
 
     if not shutil.which("espeak-ng"):
         pytest.skip("needs espeak-ng (apt-get install espeak-ng)")
-    from audioflamingo_lab.audio import load_audio
+    from data_recipes.speech import speak
 
-    model, tok = pre.load_whisper()
-    wave = load_audio(
-        pre.speak("It is going to rain this afternoon in the city.", tmp_path / "s.wav", speed=140), 16000
-    )
-    text = pre.transcribe(model, tok, wave, max_tokens=24)
+    model, tok = wt.load_whisper()
+    wave = speak("It is going to rain this afternoon in the city.", "en-us", None, 140, 50, 16000)
+    text = wt.transcribe(model, tok, wave, max_tokens=24)
     assert (
         difflib.SequenceMatcher(None, "it is going to rain this afternoon in the city.", text.lower()).ratio() > 0.7
     ), text

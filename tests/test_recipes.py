@@ -300,6 +300,44 @@ def test_dialogue_from_synthetic(tmp_path):
     assert (tmp_path / "c" / "audio" / "synthetic" / "manifest.jsonl").is_file() and len(read_manifest(c)) > 10
 
 
+# ---- the three sound classes the pretrained-encoder notebooks check against ------------------------------------------
+@needs("espeak-ng")
+def test_speak_without_a_voice_variant_is_the_languages_own_voice(tmp_path):
+    from data_recipes.speech import speak
+
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(tmp_path / "own.wav"), "hello"], check=True)
+    own, sr = sf.read(tmp_path / "own.wav")
+    assert sr == 22050 and np.array_equal(speak("hello", "en-us", None, 140, 50, sr), own)  # 50: espeak's own pitch
+    assert not np.array_equal(speak("hello", "en-us", "f3", 140, 50, sr), own)
+
+
+@needs("fluidsynth")
+def test_render_plays_the_drum_kit_from_its_bank():
+    from data_recipes.instruments import DRUM_KIT, render
+
+    snare = render([(38, 100, 0.0, 0.1)], 0, 1.0, bank=DRUM_KIT)
+    piano = render([(38, 100, 0.0, 0.1)], 0, 1.0)
+    assert len(snare) == len(piano) == 16000 and np.abs(snare).max() > 0.05
+    spectrum = lambda x: np.abs(np.fft.rfft(x[:4000]))
+    flatness = lambda x: np.exp(np.log(spectrum(x) + 1e-9).mean()) / spectrum(x).mean()
+    assert flatness(snare) > 3 * flatness(piano)  # a snare is noise-like, a piano note (D2) is a few harmonics
+
+
+@needs("fluidsynth")
+@needs("espeak-ng")
+def test_sound_classes_are_three_classes_of_wav_files_made_the_same_each_time(tmp_path):
+    from data_recipes.sound_classes import make_sound_classes
+
+    a = make_sound_classes(tmp_path / "a", per_class=2, seconds=2.0)
+    b = make_sound_classes(tmp_path / "b", per_class=2, seconds=2.0)
+    assert list(a) == ["speech", "drums", "notes"] and all(len(paths) == 2 for paths in a.values())
+    for kind in ("drums", "notes"):
+        for path in a[kind]:
+            x, sr = sf.read(path)
+            assert sr == 44100 and len(x) == 3 * 44100 and np.abs(x).max() > 0.05  # 2 s of notes + 1 s of release
+    assert tree_hash(tmp_path / "a") == tree_hash(tmp_path / "b")
+
+
 # ---- many classes and the held-out spoken languages ---------------------------------------------------------------
 @needs("fluidsynth")
 @needs("espeak-ng")
