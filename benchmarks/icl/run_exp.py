@@ -13,6 +13,8 @@ ap.add_argument("--lora_from", type=int, default=20)
 ap.add_argument("--lr", type=float, default=1e-3)
 ap.add_argument("--xattn_from", type=int, default=22)
 ap.add_argument("--xattn_every", type=int, default=2)
+ap.add_argument("--xattn_until", type=int, default=None)
+ap.add_argument("--evals", default="balanced5w1,rag4")
 ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--plain", type=float, default=0.25)
@@ -51,6 +53,12 @@ net = build_model(
     media_attention=a.media,
     attn_gate_init=a.gate_init,
 )
+if a.xattn_until is not None:  # keep only the blocks below layer xattn_until (below the induction heads)
+    layers = net.lm.get_submodule(net.layers_path)
+    for i, layer in net.xattn_layers():
+        if i >= a.xattn_until:
+            layers[i] = layer.decoder_layer
+    print("xattn blocks at", [i for i, _ in net.xattn_layers()], flush=True)
 cache = EmbeddingCache("/work/data/cache", net.encoder, max_windows=4)
 pool = read_manifest(MC, split="train")
 index = ClipIndex.build(pool, net.encoder, cache_root=cache)
@@ -129,10 +137,15 @@ def vec(its):
     return lindex.query_vectors(its)
 
 
-for name, sel, k in (
-    ("balanced5w1", BalancedShots(lpool, ways=5, seed=0), 1),
-    ("rag4", RetrievedShots(lindex, seed=0), 4),
-):
+EVALS = {
+    "balanced5w1": (lambda: BalancedShots(lpool, ways=5, seed=0), 1),
+    "rag1": (lambda: RetrievedShots(lindex, seed=0), 1),
+    "rag4": (lambda: RetrievedShots(lindex, seed=0), 4),
+    "rag8": (lambda: RetrievedShots(lindex, seed=0), 8),
+}
+for name in a.evals.split(","):
+    make_selector, k = EVALS[name]
+    sel = make_selector()
     eps = make_episodes(queries, sel, k)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ans, _ = gen(
