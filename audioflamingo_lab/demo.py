@@ -169,7 +169,8 @@ def seen_sample(manifest, limit: int, seed: int = 0) -> list:
 def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Path, ckpt: Path):
     "The held-out report (baselines and controls) and the seen-class zero-shot report."
     import torch
-    from audioflamingo_lab.fewshot import evaluate, CONTROLS
+    from audioflamingo_lab.fewshot import evaluate
+    from audioflamingo_lab.fewshot_controls import CONTROLS
     from audioflamingo_lab.rag import ClipIndex
 
     folder = out / "index"  # kept for the widgets (17_widgets.demo_run)
@@ -361,7 +362,7 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
 def runs_table(folders, rows=(("balanced", 1), ("random", 4), ("rag", 1), ("rag", 4), ("rag", 8), ("none", 0))) -> dict:
     """{'select-k': {condition: (mean, std, [per run])}} over the demo folders' held-out reports, plus the seen
     zero-shot."""
-    from audioflamingo_lab.fewshot import FewShotReport
+    from audioflamingo_lab.fewshot_report import FewShotReport
 
     reports = [FewShotReport.from_json(Path(f) / "report.json") for f in folders]
     seen = [FewShotReport.from_json(Path(f) / "eval-seen" / "report.json").row("none", 0)["score"] for f in folders]

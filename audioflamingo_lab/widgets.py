@@ -12,7 +12,7 @@ import torch
 import ipywidgets as W
 from matplotlib.figure import Figure
 from .core import Item, Episode
-from .fewshot import FewShotReport
+from .fewshot_report import FewShotReport
 from .checkpoint import checkpoint_gates, checkpoint_step, find_checkpoints
 
 # %% auto #0

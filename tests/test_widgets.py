@@ -158,7 +158,7 @@ def test_retrieval_browser_upload_embeds_and_searches(run):
 
 def _report(path, shift):
     "A FewShotReport with model rows (and a knn row, which the explorer must not draw) written as JSON."
-    from audioflamingo_lab.fewshot import FewShotReport
+    from audioflamingo_lab.fewshot_report import FewShotReport
 
     res = [{"shots": 0, "select": "none", "score": 0.2 + shift, "n": 10, "ci95": [0.05, 0.5]}]
     for s, base in (("random", 0.3), ("rag", 0.5)):
