@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import yaml
-from .run import DataSection, ModelSection, OptimSection, TrainerSection
-from .run import train, folder_lock, clear_folder
+from .run_config import DataSection, ModelSection, OptimSection, TrainerSection
+from .run_folder import folder_lock, clear_folder
+from .run import train
 
 # %% auto #0
 __all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'train_config', 'seen_sample', 'evaluate_demo',
