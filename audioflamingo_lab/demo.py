@@ -174,7 +174,7 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
     from audioflamingo_lab.fewshot_controls import CONTROLS
     from audioflamingo_lab.rag import ClipIndex
 
-    folder = out / "index"  # kept for the widgets (17_widgets.demo_run)
+    folder = out / "index"  # kept for the widgets (17c_widget_runs.demo_run)
     index = (
         ClipIndex.load(folder, manifest=data["heldout"], encoder=model.encoder)
         if (folder / "meta.json").exists()

@@ -55,7 +55,7 @@ def test_chat_question_never_becomes_special_tokens(tiny):
 
 
 def test_generate_text_and_widgets_never_see_special_tokens(tiny):
-    from audioflamingo_lab.widgets import episodes_batch
+    from audioflamingo_lab.attention_explorer import episodes_batch
     from audioflamingo_lab.template import token_ids
     from audioflamingo_lab.inference import generate_text
 

@@ -4,15 +4,8 @@ import json, io
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pytest, soundfile as sf, torch
-from audioflamingo_lab.widgets import (
-    GateInspector,
-    AttentionExplorer,
-    RetrievalBrowser,
-    FewShotExplorer,
-    window_labels,
-    episodes_batch,
-    ALL_CLASSES,
-)
+from audioflamingo_lab.widgets import GateInspector, RetrievalBrowser, FewShotExplorer, ALL_CLASSES
+from audioflamingo_lab.attention_explorer import AttentionExplorer, window_labels, episodes_batch
 from audioflamingo_lab.checkpoint import checkpoint_gates, load_checkpoint
 from audioflamingo_lab.xattn import media_attention_mask
 from audioflamingo_lab.audio import load_audio
@@ -213,10 +206,10 @@ def test_fewshot_explorer_points_equal_reports(tmp_path):
 def test_tiny_run_trains_with_lightning_and_its_checkpoints_carry_the_gates(run):
     "One training loop: the widgets' example run is FlamingoModule + lightning.Trainer, saving loadable checkpoints."
     import inspect
-    from audioflamingo_lab import widgets
+    from audioflamingo_lab import widget_runs
     from audioflamingo_lab.checkpoint import checkpoint_info
 
-    assert not hasattr(widgets, "_batches") and "L.Trainer(" in inspect.getsource(widgets.tiny_trained_run)
+    assert not hasattr(widget_runs, "_batches") and "L.Trainer(" in inspect.getsource(widget_runs.tiny_trained_run)
     assert [p.name for p in run.checkpoints] == [
         "step00002.safetensors",
         "step00004.safetensors",
