@@ -123,7 +123,8 @@ def eval_(
     """
     from audioflamingo_lab.checkpoint import load_checkpoint
     from audioflamingo_lab.encoders import EmbeddingCache
-    from audioflamingo_lab.fewshot import evaluate, prepare_out
+    from audioflamingo_lab.fewshot import evaluate
+    from audioflamingo_lab.fewshot_report import prepare_out
     from audioflamingo_lab.rag import ClipIndex
 
     _required(ckpt=ckpt, manifest=manifest, out=out)

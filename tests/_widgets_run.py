@@ -6,7 +6,7 @@ from pathlib import Path
 
 @functools.cache
 def tiny_run():
-    from audioflamingo_lab.widgets import tiny_trained_run
+    from audioflamingo_lab.widget_runs import tiny_trained_run
 
     return tiny_trained_run(Path(tempfile.mkdtemp(prefix="afl-widgets-test-")), steps=6, save_every=2, shots=2)
 

@@ -412,10 +412,12 @@ def test_trainer_section_is_lightning_trainer(monkeypatch, tmp_path):
     "Every Trainer argument is a --trainer.NAME flag (except the five afl sets), and Lightning accepts what we pass."
     import inspect, lightning as L
     from dataclasses import fields
-    from audioflamingo_lab import cli, run
+    from audioflamingo_lab import cli, run, run_config
 
-    ours = {f.name for f in fields(run.TrainerSection)}
-    assert set(inspect.signature(L.Trainer).parameters) - {"self"} == (ours - set(run.AFL_ONLY)) | set(run.AFL_SETS)
+    ours = {f.name for f in fields(run_config.TrainerSection)}
+    assert set(inspect.signature(L.Trainer).parameters) - {"self"} == (ours - set(run_config.AFL_ONLY)) | set(
+        run_config.AFL_SETS
+    )
     seen = {}
     monkeypatch.setattr(run, "_train", lambda *a: seen.update(trainer=a[6], ckpt=a[8]))
     good = f"{{{_one_item_manifest(tmp_path)}: 1}}"
@@ -440,7 +442,7 @@ def test_trainer_section_is_lightning_trainer(monkeypatch, tmp_path):
             __file__,
         ]
     )
-    kw = run.trainer_kwargs(seen["trainer"])
+    kw = run_config.trainer_kwargs(seen["trainer"])
     assert (kw["num_nodes"], kw["val_check_interval"], kw["limit_train_batches"], kw["max_epochs"]) == (3, 0.5, 0.5, 3)
     assert seen["ckpt"] == __file__
     fit = L.Trainer(logger=False, enable_checkpointing=False, **{**kw, "accelerator": "cpu", "devices": 1})

@@ -7,17 +7,10 @@ import pytest, torch
 from audioflamingo_lab.core import Item, Episode
 from audioflamingo_lab.template import build_tiny_tokenizer, SEP
 from audioflamingo_lab.evaluation import wilson_interval
-from audioflamingo_lab.fewshot import (
-    evaluate,
-    FewShotReport,
-    LabelCopier,
-    AudioOracle,
-    knn_label,
-    gates_closed,
-    without_query_audio,
-    shuffled_shot_audio,
-    generate_answers,
-)
+from audioflamingo_lab.fewshot import evaluate, generate_answers
+from audioflamingo_lab.fewshot_controls import LabelCopier, AudioOracle, knn_label, gates_closed
+from audioflamingo_lab.fewshot_controls import without_query_audio, shuffled_shot_audio
+from audioflamingo_lab.fewshot_report import FewShotReport
 
 CLASSES = ["bell", "dog", "rain", "siren", "wind"]
 
@@ -252,7 +245,7 @@ def test_generate_answers_captions_cider(tok, tmp_path):
 def test_per_class_curves_are_read_by_the_report_itself():
     "Curves per class come from FewShotReport, not from key parsing in the widgets."
     from audioflamingo_lab import widgets
-    from audioflamingo_lab.fewshot import FewShotReport
+    from audioflamingo_lab.fewshot_report import FewShotReport
 
     report = FewShotReport(
         "accuracy",

@@ -224,7 +224,7 @@ def test_generate_text_errors(model, clips):
 
 
 def test_widgets_and_fewshot_batches_are_the_processors(model, clips):
-    from audioflamingo_lab.widgets import episodes_batch
+    from audioflamingo_lab.attention_explorer import episodes_batch
 
     episodes = [Episode(Item(id="q", audio=clips[0], prompt="what is it?", answer="a tone"))]
     batch = episodes_batch(model, episodes, encoder=model.encoder)

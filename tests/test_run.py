@@ -27,11 +27,17 @@ def imported_modules(name: str) -> set[str]:
 
 
 def test_cli_defines_no_training():
-    from audioflamingo_lab import cli, run
+    from audioflamingo_lab import cli, run, run_config, run_folder
 
-    for name in ("train", "_train", "prepare_run_dir", "folder_lock", "TrainerSection", "plot_loss", "run_callbacks"):
-        assert inspect.getmodule(getattr(run, name)) is run
-        assert name not in vars(cli) or getattr(cli, name) is getattr(run, name)  # at most the imported `train`
+    owners = {
+        run: ("train", "_train", "plot_loss", "run_callbacks"),
+        run_folder: ("prepare_run_dir", "folder_lock"),
+        run_config: ("TrainerSection", "ModelSection", "trainer_kwargs"),
+    }
+    for module, names in owners.items():
+        for name in names:
+            assert inspect.getmodule(getattr(module, name)) is module
+            assert name not in vars(cli) or getattr(cli, name) is getattr(module, name)  # at most the imported `train`
     assert (
         "def train" not in (PACKAGE / "cli.py").read_text()
         and "class ModelSection" not in (PACKAGE / "cli.py").read_text()
@@ -40,9 +46,12 @@ def test_cli_defines_no_training():
 
 
 def test_nothing_imports_the_command_line_and_runs_do_not_import_widgets():
-    for name in ("run", "demo", "checkpoint", "training", "widgets", "fewshot", "datamodule"):
+    runs = ("run", "run_config", "run_folder")
+    fewshot = ("fewshot", "fewshot_controls", "fewshot_report")
+    for name in (*runs, "demo", "checkpoint", "training", "widgets", *fewshot, "datamodule"):
         assert "cli" not in imported_modules(name), name
-    assert not {"demo", "widgets", "cli"} & imported_modules("run")
+    for name in runs:
+        assert not {"demo", "widgets", "cli"} & imported_modules(name), name
     assert not {"run", "demo", "widgets", "cli"} & imported_modules("checkpoint")
     assert "run" in imported_modules("demo") and "checkpoint" in imported_modules("widgets")
 

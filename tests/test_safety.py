@@ -55,7 +55,7 @@ def test_chat_question_never_becomes_special_tokens(tiny):
 
 
 def test_generate_text_and_widgets_never_see_special_tokens(tiny):
-    from audioflamingo_lab.widgets import episodes_batch
+    from audioflamingo_lab.attention_explorer import episodes_batch
     from audioflamingo_lab.template import token_ids
     from audioflamingo_lab.inference import generate_text
 
@@ -237,7 +237,7 @@ def test_cache_entry_with_nan_or_corrupted_floats_is_recomputed(tmp_path, change
 
 # -- run folders: never delete or overwrite what a run did not write ---------------------------------------------------
 def test_overwrite_deletes_only_what_the_run_wrote(tmp_path):
-    from audioflamingo_lab.run import prepare_run_dir, folder_lock
+    from audioflamingo_lab.run_folder import prepare_run_dir, folder_lock
 
     run, _ = prepare_run_dir(tmp_path / "run", config={"seed": 0})
     for d in ("checkpoints", "gates", "logs"):
@@ -261,7 +261,7 @@ def test_overwrite_deletes_only_what_the_run_wrote(tmp_path):
 
 
 def test_a_users_folder_is_not_a_run(tmp_path):
-    from audioflamingo_lab.run import prepare_run_dir
+    from audioflamingo_lab.run_folder import prepare_run_dir
 
     (tmp_path / "config.yaml").write_text("my: own config\n")
     with pytest.raises(FileExistsError, match=r"is not empty and is not an afl run folder \(it holds config.yaml\)"):
@@ -273,7 +273,7 @@ def test_a_users_folder_is_not_a_run(tmp_path):
 
 def test_a_run_of_an_older_version_is_still_a_run(tmp_path):
     import yaml
-    from audioflamingo_lab.run import prepare_run_dir, run_files
+    from audioflamingo_lab.run_folder import prepare_run_dir, run_files
 
     config = {"model": {}, "data": {}, "optim": {}, "trainer": {}, "seed": 0}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -285,7 +285,7 @@ def test_a_run_of_an_older_version_is_still_a_run(tmp_path):
 
 def test_lock_being_written_is_not_taken(tmp_path):
     "An empty lock file is its holder between create and write: a second process must not take it as stale."
-    from audioflamingo_lab.run import folder_lock, LOCK
+    from audioflamingo_lab.run_folder import folder_lock, LOCK
 
     (tmp_path / LOCK).write_text("")
     with pytest.raises(RuntimeError, match="in use by another afl process"):
@@ -299,7 +299,7 @@ def test_lock_being_written_is_not_taken(tmp_path):
 
 def test_lock_appears_with_its_owner(tmp_path, monkeypatch):
     "The lock file never exists empty: it is linked into place after the pid is written."
-    from audioflamingo_lab import run
+    from audioflamingo_lab import run_folder
 
     seen = []
     real_link = os.link
@@ -309,8 +309,8 @@ def test_lock_appears_with_its_owner(tmp_path, monkeypatch):
         real_link(src, dst)
         seen.append(Path(dst).read_text())
 
-    monkeypatch.setattr(run.os, "link", link)
-    with run.folder_lock(tmp_path):
+    monkeypatch.setattr(run_folder.os, "link", link)
+    with run_folder.folder_lock(tmp_path):
         pass
     assert seen == [str(os.getpid())] * 2
 
@@ -573,7 +573,7 @@ def test_full_disk_during_last_ckpt_keeps_the_good_one(tmp_path, monkeypatch):
 
 
 def test_unreadable_last_ckpt_resumes_from_the_previous_good_one(tmp_path):
-    from audioflamingo_lab.run import prepare_run_dir
+    from audioflamingo_lab.run_folder import prepare_run_dir
 
     run, _ = prepare_run_dir(tmp_path / "run", config={"seed": 0})
     (run / "checkpoints").mkdir()
@@ -625,7 +625,8 @@ def test_empty_train_split_is_refused_naming_the_file(tmp_path, tiny):
 
 
 def test_afl_train_on_an_empty_manifest_fails_and_writes_no_model(tmp_path):
-    from audioflamingo_lab.run import train, DataSection, TrainerSection
+    from audioflamingo_lab.run import train
+    from audioflamingo_lab.run_config import DataSection, TrainerSection
 
     (tmp_path / "empty.jsonl").write_text("")
     data = DataSection(train={str(tmp_path / "empty.jsonl"): 1.0}, cache=str(tmp_path / "cache"))

@@ -4,15 +4,8 @@ import json, io
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pytest, soundfile as sf, torch
-from audioflamingo_lab.widgets import (
-    GateInspector,
-    AttentionExplorer,
-    RetrievalBrowser,
-    FewShotExplorer,
-    window_labels,
-    episodes_batch,
-    ALL_CLASSES,
-)
+from audioflamingo_lab.widgets import GateInspector, RetrievalBrowser, FewShotExplorer, ALL_CLASSES
+from audioflamingo_lab.attention_explorer import AttentionExplorer, window_labels, episodes_batch
 from audioflamingo_lab.checkpoint import checkpoint_gates, load_checkpoint
 from audioflamingo_lab.xattn import media_attention_mask
 from audioflamingo_lab.audio import load_audio
@@ -158,7 +151,7 @@ def test_retrieval_browser_upload_embeds_and_searches(run):
 
 def _report(path, shift):
     "A FewShotReport with model rows (and a knn row, which the explorer must not draw) written as JSON."
-    from audioflamingo_lab.fewshot import FewShotReport
+    from audioflamingo_lab.fewshot_report import FewShotReport
 
     res = [{"shots": 0, "select": "none", "score": 0.2 + shift, "n": 10, "ci95": [0.05, 0.5]}]
     for s, base in (("random", 0.3), ("rag", 0.5)):
@@ -213,10 +206,10 @@ def test_fewshot_explorer_points_equal_reports(tmp_path):
 def test_tiny_run_trains_with_lightning_and_its_checkpoints_carry_the_gates(run):
     "One training loop: the widgets' example run is FlamingoModule + lightning.Trainer, saving loadable checkpoints."
     import inspect
-    from audioflamingo_lab import widgets
+    from audioflamingo_lab import widget_runs
     from audioflamingo_lab.checkpoint import checkpoint_info
 
-    assert not hasattr(widgets, "_batches") and "L.Trainer(" in inspect.getsource(widgets.tiny_trained_run)
+    assert not hasattr(widget_runs, "_batches") and "L.Trainer(" in inspect.getsource(widget_runs.tiny_trained_run)
     assert [p.name for p in run.checkpoints] == [
         "step00002.safetensors",
         "step00004.safetensors",

@@ -3,14 +3,9 @@ test-artifacts/."""
 
 from pathlib import Path
 import json, pytest
-from audioflamingo_lab.widgets import (
-    GateInspector,
-    AttentionExplorer,
-    RetrievalBrowser,
-    FewShotExplorer,
-    export_html,
-    embed_js,
-)
+from audioflamingo_lab.widgets import GateInspector, RetrievalBrowser, FewShotExplorer
+from audioflamingo_lab.attention_explorer import AttentionExplorer
+from audioflamingo_lab.widget_export import export_html, embed_js
 from _widgets_run import tiny_run, eval_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "widgets"
