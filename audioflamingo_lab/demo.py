@@ -14,8 +14,8 @@ from .run_folder import folder_lock, clear_folder
 from .run import train
 
 # %% auto #0
-__all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'train_config', 'seen_sample', 'evaluate_demo',
-           'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
+__all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'model_overrides', 'train_config', 'seen_sample',
+           'evaluate_demo', 'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
 
 # %% ../nbs/16_demo.ipynb #884d7393
 EPISODES = (
@@ -99,27 +99,32 @@ def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:
     return paths
 
 
-def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path) -> dict:
-    "The demo's one training run, as an `afl train` config."
+def model_overrides(cfg: DemoConfig) -> dict:
+    "The `build_model` overrides of the demo's model; room for the largest training or evaluation episode."
     train_audios = max(
         e.get("k", [1, 1])[1] * (e.get("ways", [1, 1])[1] if e["select"] == "balanced" else 1) for e in cfg.episodes
     )
     eval_audios = max(max(ks) * (cfg.ways if select == "balanced" else 1) for select, ks in cfg.shots.items())
+    return dict(
+        encoder=cfg.encoder,
+        encoder_kwargs=dict(window_s=cfg.window_s, hop_s=cfg.hop_s),
+        max_windows=cfg.max_windows,
+        media_attention=cfg.media_attention,
+        xattn_every=cfg.xattn_every,
+        xattn_from=cfg.xattn_from,
+        max_tokens=384,
+        max_audios=1 + max(train_audios, eval_audios),
+    )
+
+
+def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path) -> dict:
+    "The demo's one training run, as an `afl train` config."
     model = ModelSection(
         preset=cfg.preset,
         mode=cfg.mode,
         train_new_tokens=False,
         lora_from_layer=cfg.xattn_from,
-        overrides=dict(
-            encoder=cfg.encoder,
-            encoder_kwargs=dict(window_s=cfg.window_s, hop_s=cfg.hop_s),
-            max_windows=cfg.max_windows,
-            media_attention=cfg.media_attention,
-            xattn_every=cfg.xattn_every,
-            xattn_from=cfg.xattn_from,
-            max_tokens=384,
-            max_audios=1 + max(train_audios, eval_audios),
-        ),
+        overrides=model_overrides(cfg),
     )
     fewshot = dict(manifest=str(data["heldout"]), every=cfg.fewshot_every, ways=cfg.ways, k=1, limit=30, split="val")
     return dict(

@@ -31,22 +31,12 @@ def heldout_manifest(folder: Path) -> Path:
 
 def build():
     "The demo's model (its `DemoConfig` fields), so the benchmark follows the demo when the demo changes."
-    from audioflamingo_lab.demo import DemoConfig
+    from audioflamingo_lab.demo import DemoConfig, model_overrides
     from audioflamingo_lab.flamingo import build_model
 
     cfg = DemoConfig()
     torch.manual_seed(0)
-    model = build_model(
-        cfg.preset,
-        encoder=cfg.encoder,
-        encoder_kwargs=dict(window_s=cfg.window_s, hop_s=cfg.hop_s),
-        max_windows=cfg.max_windows,
-        media_attention=cfg.media_attention,
-        xattn_every=cfg.xattn_every,
-        xattn_from=cfg.xattn_from,
-        max_tokens=384,
-        max_audios=12,
-    ).eval()
+    model = build_model(cfg.preset, **model_overrides(cfg)).eval()
     with torch.no_grad():
         for _, layer in model.xattn_layers():
             layer.xattn.alpha_attn.fill_(0.5)
