@@ -67,3 +67,30 @@ def test_imports_are_read_from_the_files():
 def test_no_import_cycle_between_library_modules():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_module_over_400_lines():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py") if p.stem != "_modidx"}
+    assert max(sizes.values()) <= 400, {name: n for name, n in sizes.items() if n > 400}
+
+
+def test_the_top_level_api_is_the_modules_own_objects():
+    import importlib
+
+    for name, module in audioflamingo_lab.API.items():
+        assert getattr(audioflamingo_lab, name) is getattr(importlib.import_module(f"{NAME}.{module}"), name), name
+    assert set(audioflamingo_lab.API) <= set(dir(audioflamingo_lab))
+    try:
+        audioflamingo_lab.no_such_name
+    except AttributeError as err:
+        assert "no_such_name" in str(err)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, audioflamingo_lab; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
