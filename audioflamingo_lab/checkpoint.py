@@ -4,114 +4,19 @@
 
 # %% ../nbs/07a_checkpoint.ipynb #e2c6e957
 from __future__ import annotations
-import dataclasses, hashlib, json, os, re, shutil, tempfile, warnings, zipfile
+import hashlib, json, os, re, shutil, tempfile, warnings, zipfile
 from pathlib import Path
 import torch
 import lightning as L
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from .flamingo_config import FlamingoConfig, renamed_fields
+from .config_checks import check_config
+from .flamingo_config import renamed_fields
 from .training import MODES, configure_trainable, _build, _checkpoint_keys, _model_config, _rebuildable
 
 # %% auto #0
-__all__ = ['SIZE_BOUNDS', 'LM_BOUNDS', 'MAX_PARAMS', 'FORMAT', 'check_config', 'check_source', 'tensors_hash', 'lm_fingerprint',
-           'save_checkpoint', 'checkpoint_info', 'load_checkpoint', 'Snapshots', 'GateSnapshots', 'checkpoint_gates',
-           'checkpoint_step', 'find_checkpoints', 'AtomicCheckpointIO', 'latest_good_checkpoint', 'drop_resume_state']
-
-# %% ../nbs/07a_checkpoint.ipynb #99c6b2a2
-# sane bounds for every size a checkpoint's config may ask for: a tampered number is refused before anything is
-# allocated
-SIZE_BOUNDS = {
-    "xattn_every": (1, 1024),
-    "xattn_from": (0, 1024),
-    "xattn_heads": (1, 256),
-    "xattn_dim_head": (1, 1024),
-    "xattn_ff_mult": (1, 16),
-    "media_dim": (1, 16384),
-    "audio_depth": (0, 64),
-    "audio_heads": (1, 256),
-    "audio_ffn": (1, 65536),
-    "encoder_dim": (1, 16384),
-    "max_windows": (1, 1024),
-    "max_audios": (1, 256),
-    "max_tokens": (1, 131072),
-}
-LM_BOUNDS = {
-    "vocab_size": (1, 1_000_000),
-    "hidden_size": (1, 16384),
-    "num_hidden_layers": (1, 256),
-    "num_attention_heads": (1, 256),
-    "num_key_value_heads": (1, 256),
-    "intermediate_size": (1, 65536),
-    "ffn_dim": (1, 65536),
-    "max_position_embeddings": (1, 131072),
-    "word_embed_proj_dim": (1, 16384),
-}
-MAX_PARAMS = 4e9  # a random-init model larger than this (AF1 is ~2.2 B) is refused: a 17 GB surprise
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
-
-
-def _bounded(where: str, field: str, value, lo: int, hi: int):
-    if value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ValueError(f"{where}: config field {field} = {value!r} is outside [{lo}, {hi}]")
-
-
-def _lm_params(c: dict) -> float:
-    "A rough parameter count of a random-init LM (embeddings + attention + MLP per layer)."
-    h, n = c.get("hidden_size") or 0, c.get("num_hidden_layers") or 0
-    ff = c.get("intermediate_size") or c.get("ffn_dim") or 4 * h
-    return (c.get("vocab_size") or 50_000) * h * 2 + n * (4 * h * h + 3 * h * ff)
-
-
-def check_config(config: dict, where: str = "config") -> dict:
-    "Refuse unknown fields, out-of-range sizes and non-hub LM/tokenizer sources before any model is built."
-    if not isinstance(config, dict):
-        raise ValueError(f"{where}: config must be a JSON object, got {type(config).__name__}")
-    known = {f.name for f in dataclasses.fields(FlamingoConfig)}
-    if unknown := sorted(set(config) - known):
-        raise ValueError(f"{where}: unknown config field(s) {unknown}")
-    for k, (lo, hi) in SIZE_BOUNDS.items():
-        _bounded(where, k, config.get(k), lo, hi)
-    lm_config = config.get("lm_config") or {}
-    if not isinstance(lm_config, dict):
-        raise ValueError(f"{where}: config field lm_config must be an object")
-    for k, (lo, hi) in LM_BOUNDS.items():
-        _bounded(where, f"lm_config.{k}", lm_config.get(k), lo, hi)
-    if config.get("lm_name") is None and lm_config and _lm_params(lm_config) > MAX_PARAMS:
-        raise ValueError(
-            f"{where}: config field lm_config asks for a ~{_lm_params(lm_config) / 1e9:.0f} B-parameter LM "
-            f"(limit {MAX_PARAMS / 1e9:.0f} B)"
-        )
-    for field in ("lm_name", "tokenizer"):
-        check_source(config.get(field), f"{where}: config field {field}")
-    return config
-
-# %% ../nbs/07a_checkpoint.ipynb #a8d84ab8
-def _hub_file(name: str, filename: str) -> Path | None:
-    "The cached copy of a hub repo's file (no download), or None."
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        got = try_to_load_from_cache(name, filename)
-    except Exception:
-        return None
-    return Path(got) if isinstance(got, str) else None
-
-
-def check_source(name, where: str):
-    """A checkpoint may name a preset LM (`smollm2`) or a hub-style name (`org/model`), never a local folder, and never
-    a repo that carries its own code (`auto_map`): loading a checkpoint must not be able to run code."""
-    if name is None or name == "smollm2":
-        return
-    if not isinstance(name, str) or not _HUB_NAME.match(name) or ".." in name:
-        raise ValueError(f"{where} = {name!r} is not a preset or a hub-style name (org/model)")
-    if os.path.exists(name) or os.path.isabs(name):
-        raise ValueError(f"{where} = {name!r} names a local folder; a checkpoint may only name presets or hub models")
-    for filename in ("config.json", "tokenizer_config.json"):
-        cached = _hub_file(name, filename)
-        if cached is not None and "auto_map" in json.loads(cached.read_text() or "{}"):
-            raise ValueError(f"{where} = {name!r} carries custom code ({filename} has auto_map); refusing to load it")
+__all__ = ['FORMAT', 'tensors_hash', 'lm_fingerprint', 'save_checkpoint', 'checkpoint_info', 'load_checkpoint', 'Snapshots',
+           'GateSnapshots', 'checkpoint_gates', 'checkpoint_step', 'find_checkpoints', 'AtomicCheckpointIO',
+           'latest_good_checkpoint', 'drop_resume_state']
 
 # %% ../nbs/07a_checkpoint.ipynb #8bca112c
 FORMAT = "audioflamingo-lab/checkpoint-v1"

@@ -4,17 +4,17 @@
 
 # %% ../nbs/10_rag.ipynb #2429322f
 from __future__ import annotations
-import json, math, os
+import json, os
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, faiss, torch
 from .core import Item, AudioError
+from .faiss_index import IndexParams, make_faiss_index, set_search_params
 from .manifest import read_manifest, write_manifest, manifest_hash
 from .icl import file_key, RandomShots, RetrievedShots, make_episodes
 
 # %% auto #0
-__all__ = ['POOLINGS', 'FIRST_SECONDS', 'KINDS', 'as_item', 'clip_segment', 'l2_normalize', 'window_embeddings', 'embed_clips',
-           'IndexParams', 'set_search_params', 'make_faiss_index', 'exact_top_k', 'recall_at_k', 'tune_recall',
+__all__ = ['POOLINGS', 'FIRST_SECONDS', 'as_item', 'clip_segment', 'l2_normalize', 'window_embeddings', 'embed_clips',
            'Neighbour', 'IndexMismatch', 'ClipIndex', 'write_interleaved_manifest']
 
 # %% ../nbs/10_rag.ipynb #d9174476
@@ -78,83 +78,6 @@ def embed_clips(items_or_paths, encoder, pooling: str = "mean", cache_root=None,
             raise AudioError(item.audio, "no real window to embed")
         out[row] = emb[mask].mean(0).numpy()
     return l2_normalize(out)
-
-# %% ../nbs/10_rag.ipynb #97785823
-KINDS = ("flat", "ivf", "hnsw")
-
-
-@dataclass
-class IndexParams:
-    "How the faiss index is built and searched."
-
-    kind: str = "flat"  # exact search: fine up to ~1e5 clips on a laptop
-    nlist: int | None = None  # ivf lists; None = about 4 sqrt(N)
-    nprobe: int | None = None  # ivf lists searched; None = nlist // 16 (then tune)
-    hnsw_m: int = 32  # hnsw graph degree: faiss's usual choice for d ~ 512
-    ef_search: int = 64  # hnsw search beam
-    train_size: int = 100_000  # ivf k-means sees at most this many vectors (keeps 1M builds short)
-    seed: int = 0
-
-
-def _default_nlist(n: int) -> int:
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants >= 39 points a list
-
-
-def set_search_params(index, params: IndexParams):
-    "Apply `nprobe` / `efSearch` from `params` to a built index."
-    if params.kind == "ivf":
-        faiss.ParameterSpace().set_index_parameter(index, "nprobe", params.nprobe)
-    if params.kind == "hnsw":
-        faiss.ParameterSpace().set_index_parameter(index, "efSearch", params.ef_search)
-
-
-def make_faiss_index(vectors: np.ndarray, params: IndexParams | None = None) -> faiss.Index:
-    "A faiss inner-product index holding `vectors` (rows = ids 0..N-1)."
-    params = params or IndexParams()
-    if params.kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {params.kind!r}")
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    if params.kind == "ivf":
-        params.nlist = params.nlist or _default_nlist(n)
-        params.nprobe = params.nprobe or max(1, params.nlist // 16)
-    spec = {"flat": "Flat", "ivf": f"IVF{params.nlist},Flat", "hnsw": f"HNSW{params.hnsw_m}"}[params.kind]
-    index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        sample = np.random.default_rng(params.seed).choice(n, min(n, params.train_size), replace=False)
-        index.train(x[np.sort(sample)])
-    index.add(x)
-    set_search_params(index, params)
-    return index
-
-
-def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int = 8) -> np.ndarray:
-    "Ids `(Q, k)` of the exact top-k by inner product (faiss brute force)."
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return exact.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
-
-
-def recall_at_k(index, vectors: np.ndarray, queries: np.ndarray, k: int = 8, truth: np.ndarray | None = None) -> float:
-    "Fraction of the exact top-k (brute force over `vectors`, or `truth` ids given) that `index` also returns."
-    truth = exact_top_k(vectors, queries, k) if truth is None else truth[:, :k]
-    _, got = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return float(np.mean([len(set(t) & set(g)) / k for t, g in zip(truth, got)]))
-
-
-def tune_recall(
-    index, params: IndexParams, vectors, queries, k: int = 8, target: float = 0.95, limit: int = 4096
-) -> float:
-    "Double `nprobe` (ivf) or `efSearch` (hnsw) until recall@k >= target; returns the recall (params are updated)."
-    name, truth = {"ivf": "nprobe", "hnsw": "ef_search"}.get(params.kind), exact_top_k(vectors, queries, k)
-    while True:
-        set_search_params(index, params)
-        r = recall_at_k(index, vectors, queries, k, truth)
-        if name is None or r >= target or getattr(params, name) >= limit:
-            return r
-        if name == "nprobe" and params.nprobe >= params.nlist:
-            return r
-        setattr(params, name, min(2 * getattr(params, name), params.nlist if name == "nprobe" else limit))
 
 # %% ../nbs/10_rag.ipynb #2e4caff9
 @dataclass

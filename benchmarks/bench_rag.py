@@ -12,7 +12,8 @@ exact search, and the first setting that reaches it is reported.
 import argparse, json, platform, tempfile, time
 from pathlib import Path
 import numpy as np, faiss
-from audioflamingo_lab.rag import IndexParams, make_faiss_index, exact_top_k, recall_at_k, tune_recall, embed_clips
+from audioflamingo_lab.faiss_index import IndexParams, make_faiss_index, exact_top_k, recall_at_k, tune_recall
+from audioflamingo_lab.rag import embed_clips
 
 D, CENTRES, NOISE, K, TARGET = 512, 1000, 0.7, 8, 0.95
 

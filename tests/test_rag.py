@@ -9,17 +9,8 @@ from audioflamingo_lab.audio import load_audio, sliding_windows
 from audioflamingo_lab.encoders import WindowEncoder
 from audioflamingo_lab.icl import file_key, episodes_from_interleaved
 from audioflamingo_lab.manifest import write_manifest, read_manifest
-from audioflamingo_lab.rag import (
-    ClipIndex,
-    IndexMismatch,
-    IndexParams,
-    embed_clips,
-    make_faiss_index,
-    recall_at_k,
-    tune_recall,
-    l2_normalize,
-    write_interleaved_manifest,
-)
+from audioflamingo_lab.faiss_index import IndexParams, make_faiss_index, recall_at_k, tune_recall
+from audioflamingo_lab.rag import ClipIndex, IndexMismatch, embed_clips, l2_normalize, write_interleaved_manifest
 from conftest import write_tone
 
 
