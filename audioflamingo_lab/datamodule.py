@@ -6,6 +6,7 @@
 from __future__ import annotations
 import random
 from functools import partial
+from fastcore.basics import patch
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -225,7 +226,7 @@ def _items(source, split: str, name: str) -> list[Item]:
         return read_manifest(source, split=split)
     return [it for it in source if it.split == split]
 
-
+# %% ../nbs/11_datamodule.ipynb #e98ff452
 class AudioFlamingoDataModule(L.LightningDataModule):
     "Weighted, seeded blend of manifests -> padded batches of rendered episodes with cached window embeddings."
 
@@ -265,59 +266,71 @@ class AudioFlamingoDataModule(L.LightningDataModule):
         self.train_items = self.val_items = None
         self._precomputed = False
 
-    def _read(self):
-        if self.train_items is not None:
-            return
-        self.train_items = [_items(src, "train", str(src)) for src, _ in self.sources]
-        # empty: trains nothing, silently
-        for k, ((src, weight), items) in enumerate(zip(self.sources, self.train_items)):
-            if weight > 0 and not items:
-                name = src if isinstance(src, (str, Path)) else f"train source {k} (a list of items)"
-                raise ValueError(
-                    f'{name}: the train split is empty (no line with "split": "train"): nothing to train on'
-                )
-        if not any(round(len(items) * w) for (_, w), items in zip(self.sources, self.train_items)):
-            raise ValueError("no training data: every train source has weight 0 or too few items")
-        self.val_items = [it for src, _ in self.sources for it in _items(src, "val", str(src))[: self.val_limit]]
+# %% ../nbs/11_datamodule.ipynb #ad292581
+@patch
+def _read(self: AudioFlamingoDataModule):
+    if self.train_items is not None:
+        return
+    self.train_items = [_items(src, "train", str(src)) for src, _ in self.sources]
+    # empty: trains nothing, silently
+    for k, ((src, weight), items) in enumerate(zip(self.sources, self.train_items)):
+        if weight > 0 and not items:
+            name = src if isinstance(src, (str, Path)) else f"train source {k} (a list of items)"
+            raise ValueError(f'{name}: the train split is empty (no line with "split": "train"): nothing to train on')
+    if not any(round(len(items) * w) for (_, w), items in zip(self.sources, self.train_items)):
+        raise ValueError("no training data: every train source has weight 0 or too few items")
+    self.val_items = [it for src, _ in self.sources for it in _items(src, "val", str(src))[: self.val_limit]]
 
-    def precompute(self):
-        "Encode every distinct (file, start, duration) once into the cache, shots from the selector's pool included."
-        self._read()
-        if self.cache is None or self._precomputed:
-            return
-        pool = getattr(self.dataset_kw["selector"], "pool", [])
-        keys = {
-            (it.audio, it.audio_start, it.audio_duration)
-            for it in [*sum(self.train_items, []), *self.val_items, *pool]
-            if it.audio is not None
-        }
-        for path, start, dur in tqdm(sorted(keys, key=str), desc="embedding audio", leave=False):
-            self.cache.get(path, start, dur)
-        self._precomputed = True
+# %% ../nbs/11_datamodule.ipynb #75d89394
+@patch
+def precompute(self: AudioFlamingoDataModule):
+    "Encode every distinct (file, start, duration) once into the cache, shots from the selector's pool included."
+    self._read()
+    if self.cache is None or self._precomputed:
+        return
+    pool = getattr(self.dataset_kw["selector"], "pool", [])
+    keys = {
+        (it.audio, it.audio_start, it.audio_duration)
+        for it in [*sum(self.train_items, []), *self.val_items, *pool]
+        if it.audio is not None
+    }
+    for path, start, dur in tqdm(sorted(keys, key=str), desc="embedding audio", leave=False):
+        self.cache.get(path, start, dur)
+    self._precomputed = True
 
-    def prepare_data(self):
-        self.precompute()
 
-    def setup(self, stage: str | None = None):
-        self.precompute()
-        self.train_set = EpisodeDataset(sum(self.train_items, []), self.tokenizer, **self.dataset_kw)
-        self.val_set = EpisodeDataset(self.val_items, self.tokenizer, **self.dataset_kw)
-        self.sampler = BlendSampler(
-            [len(x) for x in self.train_items], [w for _, w in self.sources], self.seed, self.train_set
-        )
+@patch
+def prepare_data(self: AudioFlamingoDataModule):
+    self.precompute()
 
-    def _loader(self, ds, sampler=None):
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            collate_fn=partial(collate, pad_id=self.pad_id),
-        )
+# %% ../nbs/11_datamodule.ipynb #1a48ffc8
+@patch
+def setup(self: AudioFlamingoDataModule, stage: str | None = None):
+    self.precompute()
+    self.train_set = EpisodeDataset(sum(self.train_items, []), self.tokenizer, **self.dataset_kw)
+    self.val_set = EpisodeDataset(self.val_items, self.tokenizer, **self.dataset_kw)
+    self.sampler = BlendSampler(
+        [len(x) for x in self.train_items], [w for _, w in self.sources], self.seed, self.train_set
+    )
 
-    def train_dataloader(self):
-        return self._loader(self.train_set, self.sampler)
 
-    def val_dataloader(self):
-        return self._loader(self.val_set)
+@patch
+def _loader(self: AudioFlamingoDataModule, ds, sampler=None):
+    return DataLoader(
+        ds,
+        batch_size=self.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=self.num_workers,
+        collate_fn=partial(collate, pad_id=self.pad_id),
+    )
+
+
+@patch
+def train_dataloader(self: AudioFlamingoDataModule):
+    return self._loader(self.train_set, self.sampler)
+
+
+@patch
+def val_dataloader(self: AudioFlamingoDataModule):
+    return self._loader(self.val_set)

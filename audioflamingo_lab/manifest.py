@@ -96,7 +96,7 @@ def _to_item(rec: dict, root: Path) -> Item:
     known = {k: v for k, v in rec.items() if k in _KNOWN and k != "audio"}
     return Item(audio=audio, **known, extra={k: v for k, v in rec.items() if k not in _KNOWN})
 
-
+# %% ../nbs/08_manifest.ipynb #d12dfcb9
 class _DuplicateKey(ValueError):
     pass
 
@@ -111,6 +111,16 @@ def _no_duplicate_keys(pairs):
     return dict(pairs)
 
 
+def _parse(line: str):
+    "`(record, None)`, or `(None, (field, problem))` for a line that is not valid JSON or gives a key twice."
+    try:
+        return json.loads(line, object_pairs_hook=_no_duplicate_keys), None
+    except _DuplicateKey as e:
+        return None, (str(e), "key given twice on this line")
+    except json.JSONDecodeError as e:
+        return None, ("(json)", f"not valid JSON: {e.msg} at column {e.colno}")
+
+# %% ../nbs/08_manifest.ipynb #fcd918cb
 def _lines(path: Path):
     "`(line number, text or None, problem)`: UTF-8 with or without a BOM; UTF-16 and undecodable lines are named."
     data = path.read_bytes()
@@ -124,7 +134,40 @@ def _lines(path: Path):
         except UnicodeDecodeError as e:
             yield ln, None, f"not valid UTF-8 (byte {raw[e.start : e.start + 1]!r} at column {e.start + 1})"
 
+# %% ../nbs/08_manifest.ipynb #8a54ed08
+def _line_problems(rec, ln: int, root: Path, seen: dict, check_audio: bool) -> list[tuple[str, str]]:
+    "Problems of one decoded line: the schema's, a duplicate id (`seen`: id -> first line), a missing audio file."
+    bad = check_record(rec)
+    fields = {fld for fld, _ in bad}
+    if isinstance(rec, dict) and "id" not in fields:
+        if rec["id"] in seen:
+            bad.append(("id", f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})"))
+        else:
+            seen[rec["id"]] = ln
+    if isinstance(rec, dict) and "audio" not in fields and check_audio and rec["audio"] is not None:
+        audio = root / rec["audio"]
+        if not audio.is_file():
+            bad.append(("audio", f"file not found: {audio}"))
+    return bad
 
+# %% ../nbs/08_manifest.ipynb #a91948e8
+def _skipped_message(path, problems) -> str:
+    "The `skip_bad=True` warning: how many lines were skipped, which (the first `SHOWN`), the first problem."
+    lines = sorted({ln for ln, _, _ in problems})
+    listed = ", ".join(map(str, lines[: ManifestError.SHOWN])) + (" ..." if len(lines) > ManifestError.SHOWN else "")
+    return (
+        f"{path}: skipped {len(lines)} bad line(s): {listed} "
+        f"(first: line {problems[0][0]}, {problems[0][1]}: {problems[0][2]})"
+    )
+
+
+def _in_splits(items: list[Item], split: str | list[str]) -> list[Item]:
+    keep = {split} if isinstance(split, str) else set(split)
+    if unknown := keep - set(SPLITS):
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {SPLITS}")
+    return [it for it in items if it.split in keep]
+
+# %% ../nbs/08_manifest.ipynb #f45af7eb
 def read_manifest(
     path, skip_bad: bool = False, check_audio: bool = True, split: str | list[str] | None = None
 ) -> list[Item]:
@@ -140,25 +183,11 @@ def read_manifest(
             continue
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except _DuplicateKey as e:
-            problems.append((ln, str(e), "key given twice on this line"))
+        rec, unparsed = _parse(line)
+        if unparsed:
+            problems.append((ln, *unparsed))
             continue
-        except json.JSONDecodeError as e:
-            problems.append((ln, "(json)", f"not valid JSON: {e.msg} at column {e.colno}"))
-            continue
-        bad = check_record(rec)
-        fields = {fld for fld, _ in bad}
-        if isinstance(rec, dict) and "id" not in fields:
-            if rec["id"] in seen:
-                bad.append(("id", f"duplicate id {rec['id']!r} (first on line {seen[rec['id']]})"))
-            else:
-                seen[rec["id"]] = ln
-        if isinstance(rec, dict) and "audio" not in fields and check_audio and rec["audio"] is not None:
-            audio = root / rec["audio"]
-            if not audio.is_file():
-                bad.append(("audio", f"file not found: {audio}"))
+        bad = _line_problems(rec, ln, root, seen, check_audio)
         if bad:
             problems += [(ln, fld, msg) for fld, msg in bad]
         else:
@@ -166,21 +195,8 @@ def read_manifest(
     if problems:
         if not skip_bad:
             raise ManifestError(path, problems)
-        lines = sorted({ln for ln, _, _ in problems})
-        listed = ", ".join(map(str, lines[: ManifestError.SHOWN])) + (
-            " ..." if len(lines) > ManifestError.SHOWN else ""
-        )
-        warnings.warn(
-            f"{path}: skipped {len(lines)} bad line(s): {listed} "
-            f"(first: line {problems[0][0]}, {problems[0][1]}: {problems[0][2]})",
-            stacklevel=2,
-        )
-    if split is not None:
-        keep = {split} if isinstance(split, str) else set(split)
-        if unknown := keep - set(SPLITS):
-            raise ValueError(f"unknown split(s) {sorted(unknown)}; expected {SPLITS}")
-        items = [it for it in items if it.split in keep]
-    return items
+        warnings.warn(_skipped_message(path, problems), stacklevel=2)
+    return items if split is None else _in_splits(items, split)
 
 # %% ../nbs/08_manifest.ipynb #001e0440
 def item_record(item: Item, root) -> dict:

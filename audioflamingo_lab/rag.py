@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, os
 from dataclasses import dataclass
+from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, faiss, torch
 from .core import Item, AudioError
@@ -96,7 +97,7 @@ def _item_from_dict(d: dict) -> Item:
     known = {k: v for k, v in d.items() if k in Item.__dataclass_fields__ and k != "extra"}
     return Item(**{"audio": None, **known}, extra={k: v for k, v in d.items() if k not in Item.__dataclass_fields__})
 
-
+# %% ../nbs/10_rag.ipynb #30c3c769
 class ClipIndex:
     "A faiss index over the train clips of a dataset, with the metadata that says how it was built."
 
@@ -119,103 +120,109 @@ class ClipIndex:
         self.row = {it.id: i for i, it in enumerate(items)}
         self.known = {}  # id -> (audio, vector) of non-train items given to `from_vectors`
 
-    @classmethod
-    def from_vectors(
-        cls, items: list[Item], vectors, kind: str = "flat", meta=None, encoder=None, cache_root=None, **params
-    ) -> ClipIndex:
-        "Index precomputed clip vectors of the train items; the other items' vectors are kept to serve as queries."
-        if len(items) != len(vectors):
-            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
-        keep = [i for i, it in enumerate(items) if it.split == "train" and it.audio is not None]
-        if not keep:
-            raise ValueError("no train items with audio to index")
-        x = l2_normalize(np.asarray(vectors))
-        p = IndexParams(kind, **params)
-        out = cls([items[i] for i in keep], x[keep], make_faiss_index(x[keep], p), p, meta, encoder, cache_root)
-        out.known = {
-            it.id: (it.audio, x[i]) for i, it in enumerate(items) if it.split != "train" and it.audio is not None
-        }
-        return out
-
-    @classmethod
-    def build(
-        cls, manifest, encoder, pooling: str = "mean", kind: str = "flat", cache_root=None, **params
-    ) -> ClipIndex:
-        "Embed the train clips of `manifest` (a path, or a list of items) with `encoder` and index them."
-        if isinstance(manifest, (str, os.PathLike)):
-            src = {"path": str(Path(manifest).resolve()), "hash": manifest_hash(manifest)}
-            items = read_manifest(manifest)
-        else:
-            src, items = None, list(manifest)
-        train = [it for it in items if it.split == "train" and it.audio is not None]
-        if not train:
-            raise ValueError(f"{src['path'] if src else 'items'}: no train items with audio to index")
-        meta = {
-            "encoder": {"name": getattr(encoder, "name", type(encoder).__name__), "cache_key": encoder.cache_key()},
-            "pooling": pooling,
-            "manifest": src,
-        }
-        vectors = embed_clips(train, encoder, pooling, cache_root)
-        return cls.from_vectors(train, vectors, kind, meta, encoder, cache_root, **params)
-
     def __len__(self):
         return len(self.items)
 
-    def query_vectors(self, queries: list[Item]) -> np.ndarray:
-        "Clip vectors of the queries: stored ones for indexed items, else embedded with the index's encoder."
-        out = np.zeros((len(queries), self.vectors.shape[1]), np.float32)
-        todo = []
-        for n, q in enumerate(queries):
-            if q.audio is None:
-                raise ValueError(f"item {q.id!r} is text-only: it has no audio to search with")
-            i, known = self.row.get(q.id), self.known.get(q.id)
-            if i is not None and self.items[i].audio == q.audio:
-                out[n] = self.vectors[i]
-            elif known is not None and known[0] == q.audio:
-                out[n] = known[1]
-            else:
-                todo.append(n)
-        if todo:
-            if self.encoder is None:
-                raise ValueError(
-                    f"query {queries[todo[0]].id!r} is not in the index and the index has no encoder: "
-                    "load it with encoder=... or pass vectors="
-                )
-            out[todo] = embed_clips([queries[n] for n in todo], self.encoder, self.meta["pooling"], self.cache_root)
-        return out
+# %% ../nbs/10_rag.ipynb #5610fcac
+@patch(cls_method=True)
+def from_vectors(
+    cls: ClipIndex, items: list[Item], vectors, kind: str = "flat", meta=None, encoder=None, cache_root=None, **params
+) -> ClipIndex:
+    "Index precomputed clip vectors of the train items; the other items' vectors are kept to serve as queries."
+    if len(items) != len(vectors):
+        raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+    keep = [i for i, it in enumerate(items) if it.split == "train" and it.audio is not None]
+    if not keep:
+        raise ValueError("no train items with audio to index")
+    x = l2_normalize(np.asarray(vectors))
+    p = IndexParams(kind, **params)
+    out = cls([items[i] for i in keep], x[keep], make_faiss_index(x[keep], p), p, meta, encoder, cache_root)
+    out.known = {it.id: (it.audio, x[i]) for i, it in enumerate(items) if it.split != "train" and it.audio is not None}
+    return out
 
-    def _filter(self, query: Item, scores, rows, exclude: set) -> list[Neighbour]:
-        qkey, seen, hits = file_key(query.audio), set(), []
-        for s, i in zip(scores, rows):
-            if i < 0:
-                continue
-            it, key = self.items[i], self.file_keys[i]
-            if it.id == query.id or it.id in exclude:
-                continue
-            if query.audio is not None and (it.audio == query.audio or key == qkey):
-                continue
-            clip = (key, it.audio_start, it.audio_duration)
-            if clip in seen:
-                continue
-            seen.add(clip)
-            hits.append(Neighbour(it, float(s)))
-        return hits
+# %% ../nbs/10_rag.ipynb #2e5fd505
+@patch(cls_method=True)
+def build(
+    cls: ClipIndex, manifest, encoder, pooling: str = "mean", kind: str = "flat", cache_root=None, **params
+) -> ClipIndex:
+    "Embed the train clips of `manifest` (a path, or a list of items) with `encoder` and index them."
+    if isinstance(manifest, (str, os.PathLike)):
+        src = {"path": str(Path(manifest).resolve()), "hash": manifest_hash(manifest)}
+        items = read_manifest(manifest)
+    else:
+        src, items = None, list(manifest)
+    train = [it for it in items if it.split == "train" and it.audio is not None]
+    if not train:
+        raise ValueError(f"{src['path'] if src else 'items'}: no train items with audio to index")
+    meta = {
+        "encoder": {"name": getattr(encoder, "name", type(encoder).__name__), "cache_key": encoder.cache_key()},
+        "pooling": pooling,
+        "manifest": src,
+    }
+    vectors = embed_clips(train, encoder, pooling, cache_root)
+    return cls.from_vectors(train, vectors, kind, meta, encoder, cache_root, **params)
 
-    def search(self, queries, k: int = 7, exclude=(), vectors=None) -> list[list[Neighbour]]:
-        "The k nearest train clips of each query (items or paths), best first, never the query or its file."
-        queries = [as_item(q) for q in queries]
-        q = self.query_vectors(queries) if vectors is None else l2_normalize(vectors)
-        exclude, results = set(exclude), [None] * len(queries)
-        todo, fetch = list(range(len(queries))), min(k + self.overfetch, len(self))
-        while todo:
-            scores, rows = self.index.search(q[todo], fetch)
-            short = []
-            for n, s, r in zip(todo, scores, rows):
-                results[n] = self._filter(queries[n], s, r, exclude)[:k]
-                if len(results[n]) < k and fetch < len(self):
-                    short.append(n)
-            todo, fetch = short, min(2 * fetch, len(self))
-        return results
+# %% ../nbs/10_rag.ipynb #4caede16
+@patch
+def query_vectors(self: ClipIndex, queries: list[Item]) -> np.ndarray:
+    "Clip vectors of the queries: stored ones for indexed items, else embedded with the index's encoder."
+    out = np.zeros((len(queries), self.vectors.shape[1]), np.float32)
+    todo = []
+    for n, q in enumerate(queries):
+        if q.audio is None:
+            raise ValueError(f"item {q.id!r} is text-only: it has no audio to search with")
+        i, known = self.row.get(q.id), self.known.get(q.id)
+        if i is not None and self.items[i].audio == q.audio:
+            out[n] = self.vectors[i]
+        elif known is not None and known[0] == q.audio:
+            out[n] = known[1]
+        else:
+            todo.append(n)
+    if todo:
+        if self.encoder is None:
+            raise ValueError(
+                f"query {queries[todo[0]].id!r} is not in the index and the index has no encoder: "
+                "load it with encoder=... or pass vectors="
+            )
+        out[todo] = embed_clips([queries[n] for n in todo], self.encoder, self.meta["pooling"], self.cache_root)
+    return out
+
+# %% ../nbs/10_rag.ipynb #091299a2
+@patch
+def _filter(self: ClipIndex, query: Item, scores, rows, exclude: set) -> list[Neighbour]:
+    qkey, seen, hits = file_key(query.audio), set(), []
+    for s, i in zip(scores, rows):
+        if i < 0:
+            continue
+        it, key = self.items[i], self.file_keys[i]
+        if it.id == query.id or it.id in exclude:
+            continue
+        if query.audio is not None and (it.audio == query.audio or key == qkey):
+            continue
+        clip = (key, it.audio_start, it.audio_duration)
+        if clip in seen:
+            continue
+        seen.add(clip)
+        hits.append(Neighbour(it, float(s)))
+    return hits
+
+# %% ../nbs/10_rag.ipynb #ddb50890
+@patch
+def search(self: ClipIndex, queries, k: int = 7, exclude=(), vectors=None) -> list[list[Neighbour]]:
+    "The k nearest train clips of each query (items or paths), best first, never the query or its file."
+    queries = [as_item(q) for q in queries]
+    q = self.query_vectors(queries) if vectors is None else l2_normalize(vectors)
+    exclude, results = set(exclude), [None] * len(queries)
+    todo, fetch = list(range(len(queries))), min(k + self.overfetch, len(self))
+    while todo:
+        scores, rows = self.index.search(q[todo], fetch)
+        short = []
+        for n, s, r in zip(todo, scores, rows):
+            results[n] = self._filter(queries[n], s, r, exclude)[:k]
+            if len(results[n]) < k and fetch < len(self):
+                short.append(n)
+        todo, fetch = short, min(2 * fetch, len(self))
+    return results
 
 # %% ../nbs/10_rag.ipynb #99f6f2e0
 def _check_manifest(meta: dict, manifest, where: str):
@@ -246,8 +253,9 @@ def _check_encoder(meta: dict, encoder, where: str):
             "comparable; rebuild the index"
         )
 
-
-def _save(self, folder, overwrite: bool = False) -> Path:
+# %% ../nbs/10_rag.ipynb #f9ff5c33
+@patch
+def save(self: ClipIndex, folder, overwrite: bool = False) -> Path:
     """Write `index.faiss`, `vectors.npy` and `meta.json` to `folder`; refuses to replace a saved index unless
     `overwrite`."""
     folder = Path(folder)
@@ -270,9 +278,9 @@ def _save(self, folder, overwrite: bool = False) -> Path:
     os.replace(tmp, folder / "meta.json")
     return folder
 
-
-@classmethod
-def _load(cls, folder, manifest=None, encoder=None, cache_root=None, check_files: bool = False) -> ClipIndex:
+# %% ../nbs/10_rag.ipynb #a33e48c7
+@patch(cls_method=True)
+def load(cls: ClipIndex, folder, manifest=None, encoder=None, cache_root=None, check_files: bool = False) -> ClipIndex:
     "A saved index; with `manifest` / `encoder` it raises `IndexMismatch` unless they are the ones it was built from."
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
@@ -304,9 +312,6 @@ def _load(cls, folder, manifest=None, encoder=None, cache_root=None, check_files
     if check_files and (changed := [it.id for it, a, b in zip(items, keys, out.file_keys) if a != b]):
         raise IndexMismatch(f"{folder}: {len(changed)} audio file(s) changed since indexing, e.g. items {changed[:5]}")
     return out
-
-
-ClipIndex.save, ClipIndex.load = _save, _load
 
 # %% ../nbs/10_rag.ipynb #4a506519
 def write_interleaved_manifest(
