@@ -14,8 +14,8 @@ from .run_folder import folder_lock, clear_folder
 from .run import train
 
 # %% auto #0
-__all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'model_overrides', 'train_config', 'seen_sample',
-           'evaluate_demo', 'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
+__all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'auto_precision', 'build_data', 'model_overrides', 'train_config',
+           'seen_sample', 'evaluate_demo', 'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
 
 # %% ../nbs/16_demo.ipynb #884d7393
 EPISODES = (
@@ -45,7 +45,7 @@ class DemoConfig:
     steps: int = 100
     batch_size: int = 8
     lr: float = 1e-3  # only the new layers learn: a short run takes a high rate
-    precision: str = "bf16-mixed"  # bf16 matmuls are ~3x faster than fp32 on CPUs with AVX512-BF16
+    precision: str = "auto"  # bf16-mixed where bf16 is native (GPU, AVX512-BF16 or AMX CPU), else 32-true
     shots: dict = field(default_factory=lambda: {"rag": [0, 1, 4, 8], "random": [4], "balanced": [1]})
     ways: int = 5
     controls_at: tuple = (("balanced", 1), ("rag", 4))
@@ -80,6 +80,17 @@ GPU = dict(
     fewshot_every=250,
     precision="bf16-mixed",
 )
+
+# %% ../nbs/16_demo.ipynb #c95fb809
+def auto_precision(precision: str = "auto") -> str:
+    "'auto' -> 'bf16-mixed' on a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), else '32-true'; others pass."
+    import torch
+
+    if precision != "auto":
+        return precision
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    native = native or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16-mixed" if torch.cuda.is_available() or native else "32-true"
 
 # %% ../nbs/16_demo.ipynb #84c470b8
 def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:
@@ -288,6 +299,7 @@ def demo(
     media_attention: str | None = None,
     eval_split: str | None = None,
     gpu: bool = False,
+    precision: str | None = None,
 ) -> dict:
     """The whole story: data -> training with listening-only episodes -> held-out few-shot report with baselines.
 
@@ -302,6 +314,7 @@ def demo(
         media_attention: immediate (default) | cumulative (AF1)
         eval_split: test (default) | val (for choosing settings)
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
+        precision: auto (default: bf16-mixed where bf16 is native, else 32-true) | 32-true | bf16-mixed
     """
     t0 = time.time()
     if quick and gpu:
@@ -310,6 +323,7 @@ def demo(
     for name, value in (("steps", steps), ("media_attention", media_attention), ("eval_split", eval_split)):
         if value is not None:
             cfg = replace(cfg, **{name: value})
+    cfg = replace(cfg, precision=auto_precision(precision or cfg.precision))  # config.yaml records the choice
     with folder_lock(out):
         return _demo(Path(out), cfg, quick, overwrite, t0, data, cache)
 
@@ -350,6 +364,7 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
         "seed": cfg.seed,
         "media_attention": cfg.media_attention,
         "steps": cfg.steps,
+        "precision": cfg.precision,
         "report": str(out / "report.json"),
         "seen_report": str(out / "eval-seen" / "report.json"),
         "plot": str(out / "fewshot.png"),

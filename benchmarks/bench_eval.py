@@ -4,9 +4,10 @@
 
 The demo's model shape (`demo.DemoConfig`: small preset, aiSFX windows of 2.5 s, 4 windows), untrained gates
 opened to 0.5 so that the audio path runs as in a trained model, greedy decoding of up to 12 tokens, bf16 autocast
-as in the demo. The held-out set is the `spoken_languages` recipe (built into --data if missing). A warm-up pass
-fills the cache; the timed pass runs `fewshot.evaluate` with one seed, baselines on and controls off. The machine is
-shared: `uptime` is recorded.
+where the CPU has native bf16 (`demo.auto_precision`, as in the demo; fp32 where bf16 would be emulated). The
+held-out set is the `spoken_languages` recipe (built into --data if missing). A warm-up pass fills the cache; the
+timed pass runs `fewshot.evaluate` with one seed, baselines on and controls off. The machine is shared: `uptime` is
+recorded.
 """
 
 import argparse, json, os, subprocess, tempfile, time
@@ -45,10 +46,11 @@ def build():
 
 
 def timed_eval(model, manifest, index, cache, select: str, k: int, limit: int, out: Path) -> dict:
+    from audioflamingo_lab.demo import auto_precision
     from audioflamingo_lab.fewshot import evaluate
 
     t0 = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=auto_precision() == "bf16-mixed"):
         report = evaluate(
             model,
             manifest,
@@ -83,6 +85,7 @@ def main():
     ap.add_argument("--out", default="benchmarks/results/eval_throughput.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from audioflamingo_lab.demo import auto_precision
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.rag import ClipIndex
 
@@ -102,6 +105,8 @@ def main():
         what=__doc__.splitlines()[0],
         machine=f"{os.cpu_count()} CPU cores, shared",
         threads=args.threads,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        precision=auto_precision(),
         torch=torch.__version__,
         uptime=load,
         rows=rows,
