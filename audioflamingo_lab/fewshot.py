@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Sequence
+from fastcore.basics import patch
 import numpy as np
 import torch
 from .core import Item, Episode, stable_seed
@@ -344,41 +345,49 @@ class FewShotValidation(L.Callback):
         self.episodes = make_episodes(queries, BalancedShots(pool, ways=ways, seed=seed), k)
         self.cache, self.every, self.max_tokens, self.history, self.knn = cache, every_n_steps, max_tokens, [], None
 
-    def knn_score(self, encoder) -> float:
-        "The nearest-neighbour vote on the same episodes, with clip similarities from the embedding cache."
-        from audioflamingo_lab.rag import embed_clips
+# %% ../nbs/12b_fewshot.ipynb #02ce4e94
+@patch
+def knn_score(self: FewShotValidation, encoder) -> float:
+    "The nearest-neighbour vote on the same episodes, with clip similarities from the embedding cache."
+    from audioflamingo_lab.rag import embed_clips
 
-        hits = []
-        for ep in self.episodes:
-            vecs = embed_clips(ep.items, encoder, cache_root=self.cache)
-            hits.append(knn_label(ep, (vecs[:-1] @ vecs[-1]).tolist()) == ep.query.answer)
-        return float(np.mean(hits))
+    hits = []
+    for ep in self.episodes:
+        vecs = embed_clips(ep.items, encoder, cache_root=self.cache)
+        hits.append(knn_label(ep, (vecs[:-1] @ vecs[-1]).tolist()) == ep.query.answer)
+    return float(np.mean(hits))
 
-    def score(self, model) -> float:
-        was_training = model.training
-        answers, _ = generate_answers(
-            model,
-            self.episodes,
-            self.cache,
-            None,
-            8,
-            self.max_tokens,
-            desc="val few-shot",
-            max_new_tokens=12,
-            do_sample=False,
-            num_beams=1,
-        )
-        model.train(was_training)
-        queries = [ep.query for ep in self.episodes]
-        return score_predictions("accuracy", answers, queries).score
 
-    def _run(self, trainer, module):
-        if self.knn is None:
-            self.knn = self.knn_score(module.model.encoder)
-        acc = self.score(module.model)
-        self.history.append((trainer.global_step, acc))
-        module.log_dict({"val/fewshot_acc": acc, "val/fewshot_knn": self.knn}, batch_size=len(self.episodes))
+@patch
+def score(self: FewShotValidation, model) -> float:
+    was_training = model.training
+    answers, _ = generate_answers(
+        model,
+        self.episodes,
+        self.cache,
+        None,
+        8,
+        self.max_tokens,
+        desc="val few-shot",
+        max_new_tokens=12,
+        do_sample=False,
+        num_beams=1,
+    )
+    model.train(was_training)
+    queries = [ep.query for ep in self.episodes]
+    return score_predictions("accuracy", answers, queries).score
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0:
-            self._run(trainer, module)
+# %% ../nbs/12b_fewshot.ipynb #dd381718
+@patch
+def _run(self: FewShotValidation, trainer, module):
+    if self.knn is None:
+        self.knn = self.knn_score(module.model.encoder)
+    acc = self.score(module.model)
+    self.history.append((trainer.global_step, acc))
+    module.log_dict({"val/fewshot_acc": acc, "val/fewshot_knn": self.knn}, batch_size=len(self.episodes))
+
+
+@patch
+def on_train_batch_end(self: FewShotValidation, trainer, module, outputs, batch, batch_idx):
+    if self.every and trainer.global_step % self.every == 0:
+        self._run(trainer, module)

@@ -67,36 +67,41 @@ class GateInspector(_Shown):
         self.slider.observe(lambda _: self.draw(), "value")
         self.draw()
 
-    def gate_table(self) -> np.ndarray:
-        "(steps, layers, 2): tanh(alpha_attn), tanh(alpha_ff) per checkpoint and layer."
-        return self.gates.copy()
+# %% ../nbs/17_widgets.ipynb #a3bc6a30
+@patch
+def gate_table(self: GateInspector) -> np.ndarray:
+    "(steps, layers, 2): tanh(alpha_attn), tanh(alpha_ff) per checkpoint and layer."
+    return self.gates.copy()
 
-    @property
-    def step(self) -> int:
-        return self.steps[self.slider.value]
 
-    def draw(self):
-        s = self.slider.value
-        self.shown = self.gates[s]  # what the bars show: (layers, 2)
-        fig = Figure(figsize=(9, 3.2))
-        bars, lines = fig.subplots(1, 2)
-        x = np.arange(len(self.layers))
-        bars.bar(x - 0.2, self.shown[:, 0], 0.4, label="attn")
-        bars.bar(x + 0.2, self.shown[:, 1], 0.4, label="ff")
-        bars.axhline(0, c="k", lw=0.6)
-        bars.set_xticks(x, [f"layer {l}" for l in self.layers])
-        bars.set_title(f"tanh(α) at step {self.steps[s]}")
-        bars.legend(fontsize=8)
-        for j, layer in enumerate(self.layers):
-            c = f"C{j}"
-            lines.plot(self.steps, self.gates[:, j, 0], "o-", c=c, label=f"{layer} attn")
-            lines.plot(self.steps, self.gates[:, j, 1], "s--", c=c, label=f"{layer} ff")
-        lines.axvline(self.steps[s], c="gray", ls=":")
-        lines.set_xlabel("step")
-        lines.set_title("gates over training")
-        lines.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
-        self.image.value = figure_png(fig)
+@patch(as_prop=True)
+def step(self: GateInspector) -> int:
+    return self.steps[self.slider.value]
+
+# %% ../nbs/17_widgets.ipynb #bab2dee8
+@patch
+def draw(self: GateInspector):
+    s = self.slider.value
+    self.shown = self.gates[s]  # what the bars show: (layers, 2)
+    fig = Figure(figsize=(9, 3.2))
+    bars, lines = fig.subplots(1, 2)
+    x = np.arange(len(self.layers))
+    bars.bar(x - 0.2, self.shown[:, 0], 0.4, label="attn")
+    bars.bar(x + 0.2, self.shown[:, 1], 0.4, label="ff")
+    bars.axhline(0, c="k", lw=0.6)
+    bars.set_xticks(x, [f"layer {l}" for l in self.layers])
+    bars.set_title(f"tanh(α) at step {self.steps[s]}")
+    bars.legend(fontsize=8)
+    for j, layer in enumerate(self.layers):
+        c = f"C{j}"
+        lines.plot(self.steps, self.gates[:, j, 0], "o-", c=c, label=f"{layer} attn")
+        lines.plot(self.steps, self.gates[:, j, 1], "s--", c=c, label=f"{layer} ff")
+    lines.axvline(self.steps[s], c="gray", ls=":")
+    lines.set_xlabel("step")
+    lines.set_title("gates over training")
+    lines.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    self.image.value = figure_png(fig)
 
 # %% ../nbs/17_widgets.ipynb #21a73884
 from .icl import ShotSelector
