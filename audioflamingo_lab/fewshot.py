@@ -7,8 +7,10 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Sequence
+from fastcore.basics import patch
 import numpy as np
 import torch
 from .core import Item, Episode, stable_seed
@@ -117,6 +119,31 @@ def _selector(select, seed, pool, index, ways, order):
         raise ValueError("select='rag' needs index= (a rag.ClipIndex over the train items)")
     return RetrievedShots(index, order=order, seed=seed)
 
+# %% ../nbs/12b_fewshot.ipynb #795f1825
+def _plan(manifest, shots, select, split, task, limit, metric, controls, control_at, train_manifest) -> tuple:
+    "(items, split, task, metric, runs, pool, control_at): what to evaluate, checked before any generation."
+    items, split = _eval_items(manifest, split, task, limit)
+    task, metric = items[0].task, metric or metric_for_task(items[0].task)
+    if bad := [c for c in controls if c not in CONTROLS]:
+        raise ValueError(f"unknown controls {bad}; choose from {CONTROLS}")
+    runs = _runs(shots, select)
+    pool = _load_items(train_manifest, "train") if train_manifest is not None else _load_items(manifest, "train")
+    control_at = (
+        {tuple(x) for x in control_at}
+        if control_at is not None
+        else {(s, max(k for k, s2 in runs if s2 == s)) for _, s in runs}
+    )
+    return items, split, task, metric, runs, pool, control_at
+
+
+def _embedding_cache(cache, cache_root, encoder):
+    "The cache given, else an `EmbeddingCache` under `cache_root`, else None (the model encodes raw audio)."
+    if cache is None and cache_root is not None:
+        from audioflamingo_lab.encoders import EmbeddingCache
+
+        cache = EmbeddingCache(cache_root, encoder)
+    return cache
+
 # %% ../nbs/12b_fewshot.ipynb #be3ccc0d
 def _similarities(episodes: list[Episode], index) -> list[list[float]] | None:
     "Cosine similarity of every shot to its query, from the index's vectors (None without an index that has them)."
@@ -146,6 +173,15 @@ def _controls(episodes, controls, pool, rng, k) -> dict[str, list[Episode]]:
     if "shuffled-shot-audio" in controls and max(len(ep.shots) for ep in episodes) > 1:
         out["shuffled-shot-audio"] = [shuffled_shot_audio(ep, rng) for ep in episodes]
     return out
+
+# %% ../nbs/12b_fewshot.ipynb #d9b5771b
+def _row_conditions(items, k, s, seed, pool, index, ways, order, controls) -> dict[str, list[Episode]]:
+    "{condition: episodes} of one row: 'model' first, then each control asked for."
+    episodes = make_episodes(items, None if s == "none" else _selector(s, seed, pool, index, ways, order), k)
+    conditions = {"model": episodes}
+    if controls:
+        conditions |= _controls(episodes, controls, pool, random.Random(stable_seed(seed, s, k)), k)
+    return conditions
 
 # %% ../nbs/12b_fewshot.ipynb #cfa231a8
 def _entry(metric, preds, episodes, seed, matching, threshold, similarity) -> dict:
@@ -189,7 +225,41 @@ def _signature(episodes, closed: bool) -> tuple:
 def _chance(episodes) -> float:
     return float(np.mean([1 / len(ep.query.options) for ep in episodes if ep.query.options] or [0.0]))
 
-# %% ../nbs/12b_fewshot.ipynb #cb84b0ce
+# %% ../nbs/12b_fewshot.ipynb #aba345aa
+def _answers(model, eps, condition, desc, memo, decoding, gen) -> tuple:
+    """(answers, rendered) of `eps` under `condition` (gates closed for 'gates-off'), generated once per signature;
+    `gen` = (cache, encoder, batch_size, max_tokens)."""
+    key = _signature(eps, condition == "gates-off")
+    if key not in memo or decoding.get("do_sample"):
+        with gates_closed(model) if condition == "gates-off" else nullcontext():
+            memo[key] = generate_answers(model, eps, *gen, desc=desc, **decoding)
+    return memo[key]
+
+# %% ../nbs/12b_fewshot.ipynb #64ef9703
+def _baseline_entries(episodes, k, seed, majority, index, score) -> dict[str, dict]:
+    "{row: entry} of the no-model baselines of one row, then chance; `score(preds, episodes, seed)` makes an entry."
+    out = {name: score(preds, episodes, seed) for name, preds in _baselines(episodes, k, majority, index).items()}
+    chance, n = _chance(episodes), len(episodes)
+    no_predictions = dict(lines=[], answers=[], per_item=[chance] * n, exact=None, no_match=None)
+    out["chance"] = {"seed": seed, "score": chance, "n": n, **no_predictions}
+    return out
+
+# %% ../nbs/12b_fewshot.ipynb #894b9eaf
+def _report_meta(settings, control_at, majority, items, checkpoint, index, manifest, prompts, decoding) -> dict:
+    "The report's `meta`: `settings` (seeds, threshold, ways, order, controls), then what the run resolved and saw."
+    return {
+        **settings,
+        "control_at": [list(x) for x in sorted(control_at)],
+        "majority_label": majority,
+        "n_items": len(items),
+        "checkpoint": checkpoint,
+        "knn_ties": "most similar shot" if hasattr(index, "query_vectors") else "later shot",
+        "manifest": str(manifest) if isinstance(manifest, (str, Path)) else None,
+        "prompts": prompts,
+        "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))},
+    }
+
+# %% ../nbs/12b_fewshot.ipynb #d8b8ca44
 def evaluate(
     model,
     manifest,
@@ -224,80 +294,30 @@ def evaluate(
 ) -> FewShotReport:
     "Few-shot rows with baselines and controls -> out/report.json, predictions.jsonl, fewshot.png; returns the report."
     out = prepare_out(out, overwrite)
-    items, split = _eval_items(manifest, split, task, limit)
-    task, metric = items[0].task, metric or metric_for_task(items[0].task)
-    if bad := [c for c in controls if c not in CONTROLS]:
-        raise ValueError(f"unknown controls {bad}; choose from {CONTROLS}")
-    runs = _runs(shots, select)
-    pool = _load_items(train_manifest, "train") if train_manifest is not None else _load_items(manifest, "train")
-    control_at = (
-        {tuple(x) for x in control_at}
-        if control_at is not None
-        else {(s, max(k for k, s2 in runs if s2 == s)) for _, s in runs}
-    )
+    plan = _plan(manifest, shots, select, split, task, limit, metric, controls, control_at, train_manifest)
+    items, split, task, metric, runs, pool, control_at = plan
     encoder = getattr(model, "encoder", None)
-    if cache is None and cache_root is not None:
-        from audioflamingo_lab.encoders import EmbeddingCache
-
-        cache = EmbeddingCache(cache_root, encoder)
+    cache = _embedding_cache(cache, cache_root, encoder)
     decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": False, **decoding}
     majority = majority_label(pool) if pool and metric == "accuracy" else None
-    results, memo, prompts = defaultdict(list), {}, []
+    memo, gen = {}, (cache, encoder, batch_size, max_tokens)  # generate_answers' arguments after the episodes
+    score = partial(_entry, metric, matching=matching, threshold=threshold, similarity=similarity)
+    results, prompts = defaultdict(list), []
     for seed in seeds:
         for k, s in runs:
-            episodes = make_episodes(items, None if s == "none" else _selector(s, seed, pool, index, ways, order), k)
-            conditions = {"model": episodes}
-            if (s, k) in control_at:
-                conditions |= _controls(episodes, controls, pool, random.Random(stable_seed(seed, s, k)), k)
+            row_controls = controls if (s, k) in control_at else ()
+            conditions = _row_conditions(items, k, s, seed, pool, index, ways, order, row_controls)
             for condition, eps in conditions.items():
-                key = _signature(eps, condition == "gates-off")
-                if key not in memo or decoding.get("do_sample"):
-                    with gates_closed(model) if condition == "gates-off" else nullcontext():
-                        memo[key] = generate_answers(
-                            model,
-                            eps,
-                            cache,
-                            encoder,
-                            batch_size,
-                            max_tokens,
-                            desc=f"seed {seed} k={k} {s} {condition}",
-                            **decoding,
-                        )
-                answers, rendered = memo[key]
-                results[s, k, condition].append(_entry(metric, answers, eps, seed, matching, threshold, similarity))
+                desc = f"seed {seed} k={k} {s} {condition}"
+                answers, rendered = _answers(model, eps, condition, desc, memo, decoding, gen)
+                results[s, k, condition].append(score(answers, eps, seed))
                 if condition == "model" and seed == seeds[0]:
                     prompts += [{"shots": k, "select": s, "id": r.id, "text": r.text} for r in rendered[:n_prompts]]
             if metric == "accuracy" and baselines:
-                for name, preds in _baselines(episodes, k, majority, index).items():
-                    results[s, k, name].append(_entry(metric, preds, episodes, seed, matching, threshold, similarity))
-                chance = _chance(episodes)
-                results[s, k, "chance"].append(
-                    {
-                        "seed": seed,
-                        "score": chance,
-                        "n": len(episodes),
-                        "lines": [],
-                        "answers": [],
-                        "per_item": [chance] * len(episodes),
-                        "exact": None,
-                        "no_match": None,
-                    }
-                )
-    meta = {
-        "seeds": list(seeds),
-        "threshold": threshold,
-        "ways": ways,
-        "order": order,
-        "controls": list(controls),
-        "control_at": [list(x) for x in sorted(control_at)],
-        "majority_label": majority,
-        "n_items": len(items),
-        "checkpoint": checkpoint,
-        "knn_ties": "most similar shot" if hasattr(index, "query_vectors") else "later shot",
-        "manifest": str(manifest) if isinstance(manifest, (str, Path)) else None,
-        "prompts": prompts,
-        "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))},
-    }
+                for name, entry in _baseline_entries(conditions["model"], k, seed, majority, index, score).items():
+                    results[s, k, name].append(entry)
+    settings = dict(seeds=list(seeds), threshold=threshold, ways=ways, order=order, controls=list(controls))
+    meta = _report_meta(settings, control_at, majority, items, checkpoint, index, manifest, prompts, decoding)
     return write_report(out, results, FewShotReport(metric, task, split, matching, meta=meta))
 
 # %% ../nbs/12b_fewshot.ipynb #bb44f4fb
@@ -325,41 +345,49 @@ class FewShotValidation(L.Callback):
         self.episodes = make_episodes(queries, BalancedShots(pool, ways=ways, seed=seed), k)
         self.cache, self.every, self.max_tokens, self.history, self.knn = cache, every_n_steps, max_tokens, [], None
 
-    def knn_score(self, encoder) -> float:
-        "The nearest-neighbour vote on the same episodes, with clip similarities from the embedding cache."
-        from audioflamingo_lab.rag import embed_clips
+# %% ../nbs/12b_fewshot.ipynb #02ce4e94
+@patch
+def knn_score(self: FewShotValidation, encoder) -> float:
+    "The nearest-neighbour vote on the same episodes, with clip similarities from the embedding cache."
+    from audioflamingo_lab.rag import embed_clips
 
-        hits = []
-        for ep in self.episodes:
-            vecs = embed_clips(ep.items, encoder, cache_root=self.cache)
-            hits.append(knn_label(ep, (vecs[:-1] @ vecs[-1]).tolist()) == ep.query.answer)
-        return float(np.mean(hits))
+    hits = []
+    for ep in self.episodes:
+        vecs = embed_clips(ep.items, encoder, cache_root=self.cache)
+        hits.append(knn_label(ep, (vecs[:-1] @ vecs[-1]).tolist()) == ep.query.answer)
+    return float(np.mean(hits))
 
-    def score(self, model) -> float:
-        was_training = model.training
-        answers, _ = generate_answers(
-            model,
-            self.episodes,
-            self.cache,
-            None,
-            8,
-            self.max_tokens,
-            desc="val few-shot",
-            max_new_tokens=12,
-            do_sample=False,
-            num_beams=1,
-        )
-        model.train(was_training)
-        queries = [ep.query for ep in self.episodes]
-        return score_predictions("accuracy", answers, queries).score
 
-    def _run(self, trainer, module):
-        if self.knn is None:
-            self.knn = self.knn_score(module.model.encoder)
-        acc = self.score(module.model)
-        self.history.append((trainer.global_step, acc))
-        module.log_dict({"val/fewshot_acc": acc, "val/fewshot_knn": self.knn}, batch_size=len(self.episodes))
+@patch
+def score(self: FewShotValidation, model) -> float:
+    was_training = model.training
+    answers, _ = generate_answers(
+        model,
+        self.episodes,
+        self.cache,
+        None,
+        8,
+        self.max_tokens,
+        desc="val few-shot",
+        max_new_tokens=12,
+        do_sample=False,
+        num_beams=1,
+    )
+    model.train(was_training)
+    queries = [ep.query for ep in self.episodes]
+    return score_predictions("accuracy", answers, queries).score
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0:
-            self._run(trainer, module)
+# %% ../nbs/12b_fewshot.ipynb #dd381718
+@patch
+def _run(self: FewShotValidation, trainer, module):
+    if self.knn is None:
+        self.knn = self.knn_score(module.model.encoder)
+    acc = self.score(module.model)
+    self.history.append((trainer.global_step, acc))
+    module.log_dict({"val/fewshot_acc": acc, "val/fewshot_knn": self.knn}, batch_size=len(self.episodes))
+
+
+@patch
+def on_train_batch_end(self: FewShotValidation, trainer, module, outputs, batch, batch_idx):
+    if self.every and trainer.global_step % self.every == 0:
+        self._run(trainer, module)

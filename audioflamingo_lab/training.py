@@ -10,6 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import lightning as L
+from fastcore.basics import patch
 from .xattn import GatedCrossAttentionBlock
 from . import flamingo as _flamingo
 from .flamingo_config import FlamingoConfig, renamed_fields
@@ -242,70 +243,84 @@ class FlamingoModule(L.LightningModule):
         self.full_checkpoint = not _rebuildable(_model_config(self.model))
         self.strict_loading = self.full_checkpoint
 
-    def forward(self, batch: dict):
-        """The model's output with `.loss`; the LM head runs only at positions that predict a label (it is ~1/4 of the
-        work)."""
-        media = {k: batch[k] for k in ("audio", "audio_embeds", "media_mask") if k in batch}
-        labels = batch["labels"]
-        keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)  # position t predicts token t + 1
-        out = self.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, **media
-        )
-        out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels[:, keep + 1].flatten(), ignore_index=-100)
-        return out
-
     def train(self, mode: bool = True):
         super().train(mode)
         if getattr(self.model, "encoder", None) is not None:
             self.model.encoder.eval()  # frozen: no dropout/batch-norm updates
         return self
 
-    def training_step(self, batch, batch_idx):
-        loss = self(batch).loss
-        n = batch["input_ids"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=n)
-        self.log_dict(gate_logs(self.model), batch_size=n)
-        return loss
+# %% ../nbs/07_training.ipynb #2079774a
+@patch
+def forward(self: FlamingoModule, batch: dict):
+    """The model's output with `.loss`; the LM head runs only at positions that predict a label (it is ~1/4 of the
+    work)."""
+    media = {k: batch[k] for k in ("audio", "audio_embeds", "media_mask") if k in batch}
+    labels = batch["labels"]
+    keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)  # position t predicts token t + 1
+    out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, **media)
+    out.loss = F.cross_entropy(out.logits.flatten(0, 1).float(), labels[:, keep + 1].flatten(), ignore_index=-100)
+    return out
 
-    def validation_step(self, batch, batch_idx):
-        # a mean per batch; Lightning averages batches weighted by batch_size (no double division)
-        loss = self(batch).loss
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        return loss
+# %% ../nbs/07_training.ipynb #ecab6fbd
+@patch
+def training_step(self: FlamingoModule, batch, batch_idx):
+    loss = self(batch).loss
+    n = batch["input_ids"].shape[0]
+    self.log("train/loss", loss, prog_bar=True, batch_size=n)
+    self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=n)
+    self.log_dict(gate_logs(self.model), batch_size=n)
+    return loss
 
-    def configure_optimizers(self):
-        h = self.hparams
-        opt = torch.optim.AdamW(
-            optimizer_groups(self.model, h.weight_decay, h.get("gate_lr")), lr=h.lr, betas=tuple(h.betas)
+
+@patch
+def validation_step(self: FlamingoModule, batch, batch_idx):
+    # a mean per batch; Lightning averages batches weighted by batch_size (no double division)
+    loss = self(batch).loss
+    self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+    return loss
+
+# %% ../nbs/07_training.ipynb #0ee6741f
+@patch
+def configure_optimizers(self: FlamingoModule):
+    h = self.hparams
+    opt = torch.optim.AdamW(
+        optimizer_groups(self.model, h.weight_decay, h.get("gate_lr")), lr=h.lr, betas=tuple(h.betas)
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(s, h.warmup_steps, h.schedule, h.max_steps, h.min_lr_ratio)
+    )
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@patch
+def configure_gradient_clipping(self: FlamingoModule, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+    "Norm clipping everywhere: FSDP shards the gradients, so its wrapper computes the global norm itself."
+    if not gradient_clip_val:
+        return
+    wrapped = self.trainer.model
+    if hasattr(wrapped, "clip_grad_norm_") and gradient_clip_algorithm in (None, "norm"):
+        wrapped.clip_grad_norm_(gradient_clip_val)
+    else:
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+# %% ../nbs/07_training.ipynb #17597960
+@patch
+def _expected_keys(self: FlamingoModule) -> set[str]:
+    return {"model." + k for k in _checkpoint_keys(self.model, self.full_checkpoint)}
+
+
+@patch
+def on_save_checkpoint(self: FlamingoModule, checkpoint):
+    if not self.full_checkpoint:
+        keep = self._expected_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+
+@patch
+def on_load_checkpoint(self: FlamingoModule, checkpoint):
+    got, expected = set(checkpoint["state_dict"]), self._expected_keys()
+    if not self.full_checkpoint and got != expected:
+        raise ValueError(
+            f"Lightning checkpoint does not match the model: missing {sorted(expected - got)[:10]}, "
+            f"unexpected {sorted(got - expected)[:10]}"
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_lambda(s, h.warmup_steps, h.schedule, h.max_steps, h.min_lr_ratio)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        "Norm clipping everywhere: FSDP shards the gradients, so its wrapper computes the global norm itself."
-        if not gradient_clip_val:
-            return
-        wrapped = self.trainer.model
-        if hasattr(wrapped, "clip_grad_norm_") and gradient_clip_algorithm in (None, "norm"):
-            wrapped.clip_grad_norm_(gradient_clip_val)
-        else:
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def _expected_keys(self) -> set[str]:
-        return {"model." + k for k in _checkpoint_keys(self.model, self.full_checkpoint)}
-
-    def on_save_checkpoint(self, checkpoint):
-        if not self.full_checkpoint:
-            keep = self._expected_keys()
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-
-    def on_load_checkpoint(self, checkpoint):
-        got, expected = set(checkpoint["state_dict"]), self._expected_keys()
-        if not self.full_checkpoint and got != expected:
-            raise ValueError(
-                f"Lightning checkpoint does not match the model: missing {sorted(expected - got)[:10]}, "
-                f"unexpected {sorted(got - expected)[:10]}"
-            )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import ipywidgets as W
 from matplotlib.figure import Figure
+from fastcore.basics import patch
 from .core import Item
 from .fewshot_report import FewShotReport
 from .checkpoint import checkpoint_gates, checkpoint_step, find_checkpoints
@@ -66,36 +67,41 @@ class GateInspector(_Shown):
         self.slider.observe(lambda _: self.draw(), "value")
         self.draw()
 
-    def gate_table(self) -> np.ndarray:
-        "(steps, layers, 2): tanh(alpha_attn), tanh(alpha_ff) per checkpoint and layer."
-        return self.gates.copy()
+# %% ../nbs/17_widgets.ipynb #a3bc6a30
+@patch
+def gate_table(self: GateInspector) -> np.ndarray:
+    "(steps, layers, 2): tanh(alpha_attn), tanh(alpha_ff) per checkpoint and layer."
+    return self.gates.copy()
 
-    @property
-    def step(self) -> int:
-        return self.steps[self.slider.value]
 
-    def draw(self):
-        s = self.slider.value
-        self.shown = self.gates[s]  # what the bars show: (layers, 2)
-        fig = Figure(figsize=(9, 3.2))
-        bars, lines = fig.subplots(1, 2)
-        x = np.arange(len(self.layers))
-        bars.bar(x - 0.2, self.shown[:, 0], 0.4, label="attn")
-        bars.bar(x + 0.2, self.shown[:, 1], 0.4, label="ff")
-        bars.axhline(0, c="k", lw=0.6)
-        bars.set_xticks(x, [f"layer {l}" for l in self.layers])
-        bars.set_title(f"tanh(α) at step {self.steps[s]}")
-        bars.legend(fontsize=8)
-        for j, layer in enumerate(self.layers):
-            c = f"C{j}"
-            lines.plot(self.steps, self.gates[:, j, 0], "o-", c=c, label=f"{layer} attn")
-            lines.plot(self.steps, self.gates[:, j, 1], "s--", c=c, label=f"{layer} ff")
-        lines.axvline(self.steps[s], c="gray", ls=":")
-        lines.set_xlabel("step")
-        lines.set_title("gates over training")
-        lines.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
-        self.image.value = figure_png(fig)
+@patch(as_prop=True)
+def step(self: GateInspector) -> int:
+    return self.steps[self.slider.value]
+
+# %% ../nbs/17_widgets.ipynb #bab2dee8
+@patch
+def draw(self: GateInspector):
+    s = self.slider.value
+    self.shown = self.gates[s]  # what the bars show: (layers, 2)
+    fig = Figure(figsize=(9, 3.2))
+    bars, lines = fig.subplots(1, 2)
+    x = np.arange(len(self.layers))
+    bars.bar(x - 0.2, self.shown[:, 0], 0.4, label="attn")
+    bars.bar(x + 0.2, self.shown[:, 1], 0.4, label="ff")
+    bars.axhline(0, c="k", lw=0.6)
+    bars.set_xticks(x, [f"layer {l}" for l in self.layers])
+    bars.set_title(f"tanh(α) at step {self.steps[s]}")
+    bars.legend(fontsize=8)
+    for j, layer in enumerate(self.layers):
+        c = f"C{j}"
+        lines.plot(self.steps, self.gates[:, j, 0], "o-", c=c, label=f"{layer} attn")
+        lines.plot(self.steps, self.gates[:, j, 1], "s--", c=c, label=f"{layer} ff")
+    lines.axvline(self.steps[s], c="gray", ls=":")
+    lines.set_xlabel("step")
+    lines.set_title("gates over training")
+    lines.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    self.image.value = figure_png(fig)
 
 # %% ../nbs/17_widgets.ipynb #21a73884
 from .icl import ShotSelector
@@ -134,116 +140,131 @@ class RetrievalBrowser(_Shown):
     "A query clip (picked or uploaded), its nearest train clips and the interleaved prompt they make."
 
     def __init__(self, index, items=None, encoder=None, cache=None, tokenizer=None, k: int = 3, max_tokens: int = 512):
-        self.index, self.encoder, self.cache, self.tokenizer, self.max_tokens = (
-            index,
-            encoder or index.encoder,
-            cache,
-            tokenizer,
-            max_tokens,
-        )
+        self.index, self.encoder, self.cache = index, encoder or index.encoder, cache
+        self.tokenizer, self.max_tokens = tokenizer, max_tokens
         self.queries = {it.id: it for it in (items if items is not None else index.items) if it.audio is not None}
         if not self.queries:
             raise ValueError("no items with audio to pick a query from")
         self.upload_dir = Path(tempfile.mkdtemp(prefix="afl-upload-"))
-        self.pick = W.Dropdown(options=list(self.queries), description="query")
-        self.k_pick = W.IntSlider(value=k, min=1, max=min(8, len(index)), description="k", continuous_update=False)
-        self.upload = W.FileUpload(accept=".wav,.flac,.ogg,.mp3,audio/*", multiple=False, description="upload a clip")
-        self.query_view, self.results, self.prompt = W.HBox(), W.VBox(), W.HTML()
-        self.widget = W.VBox(
-            [
-                W.HBox([self.pick, self.k_pick, self.upload]),
-                W.HTML("<b>query</b>"),
-                self.query_view,
-                W.HTML("<b>nearest train clips</b>"),
-                self.results,
-                W.HTML("<b>interleaved prompt</b>"),
-                self.prompt,
-            ]
-        )
+        self._make_widgets(k)
         self.pick.observe(lambda c: self.show(self.queries[c["new"]]), "value")
         self.k_pick.observe(lambda _: self.show(self.query), "value")
         self.upload.observe(self._on_upload, "value")
         self.show(self.queries[self.pick.value])
 
-    def _on_upload(self, change):
-        for f in change["new"]:  # ipywidgets 8: a tuple of dicts with name and content
-            path = self.upload_dir / Path(f["name"]).name
-            path.write_bytes(bytes(f["content"]))
-            self.show(
-                Item(
-                    id=f"upload:{path.name}",
-                    audio=str(path),
-                    split="test",
-                    prompt=self.query.prompt,
-                    task=self.query.task,
-                    options=list(self.query.options),
-                )
+# %% ../nbs/17_widgets.ipynb #a82db3aa
+@patch
+def _make_widgets(self: RetrievalBrowser, k: int):
+    "The query picker, the k slider and the upload button above the query, its neighbours and the prompt."
+    self.pick = W.Dropdown(options=list(self.queries), description="query")
+    self.k_pick = W.IntSlider(value=k, min=1, max=min(8, len(self.index)), description="k", continuous_update=False)
+    self.upload = W.FileUpload(accept=".wav,.flac,.ogg,.mp3,audio/*", multiple=False, description="upload a clip")
+    self.query_view, self.results, self.prompt = W.HBox(), W.VBox(), W.HTML()
+    self.widget = W.VBox(
+        [
+            W.HBox([self.pick, self.k_pick, self.upload]),
+            W.HTML("<b>query</b>"),
+            self.query_view,
+            W.HTML("<b>nearest train clips</b>"),
+            self.results,
+            W.HTML("<b>interleaved prompt</b>"),
+            self.prompt,
+        ]
+    )
+
+# %% ../nbs/17_widgets.ipynb #7b23bfa7
+@patch
+def _vectors(self: RetrievalBrowser, query: Item):
+    "The query's clip vector when the index cannot embed it itself (no encoder of its own)."
+    if self.index.encoder is not None or query.id in self.index.row or query.id in self.index.known:
+        return None
+    if self.encoder is None:
+        raise ValueError(f"{query.audio}: not in the index and no encoder to embed it with")
+    from audioflamingo_lab.rag import embed_clips
+
+    return embed_clips([query], self.encoder, self.index.meta["pooling"], self.cache)
+
+
+@patch
+def _card(self: RetrievalBrowser, item: Item, text: str) -> W.Widget:
+    png, wav = clip_media(item)
+    return W.HBox(
+        [
+            W.Image(value=png, format="png"),
+            W.Audio(value=wav, format="wav", autoplay=False, loop=False),
+            W.HTML(text, layout=W.Layout(width="420px")),
+        ]
+    )
+
+# %% ../nbs/17_widgets.ipynb #5e3337b2
+@patch
+def _on_upload(self: RetrievalBrowser, change):
+    for f in change["new"]:  # ipywidgets 8: a tuple of dicts with name and content
+        path = self.upload_dir / Path(f["name"]).name
+        path.write_bytes(bytes(f["content"]))
+        self.show(
+            Item(
+                id=f"upload:{path.name}",
+                audio=str(path),
+                split="test",
+                prompt=self.query.prompt,
+                task=self.query.task,
+                options=list(self.query.options),
             )
-
-    def _vectors(self, query: Item):
-        "The query's clip vector when the index cannot embed it itself (no encoder of its own)."
-        if self.index.encoder is not None or query.id in self.index.row or query.id in self.index.known:
-            return None
-        if self.encoder is None:
-            raise ValueError(f"{query.audio}: not in the index and no encoder to embed it with")
-        from audioflamingo_lab.rag import embed_clips
-
-        return embed_clips([query], self.encoder, self.index.meta["pooling"], self.cache)
-
-    def _card(self, item: Item, text: str) -> W.Widget:
-        png, wav = clip_media(item)
-        return W.HBox(
-            [
-                W.Image(value=png, format="png"),
-                W.Audio(value=wav, format="wav", autoplay=False, loop=False),
-                W.HTML(text, layout=W.Layout(width="420px")),
-            ]
         )
 
-    def show(self, query: Item):
-        "Search `query`'s neighbours and redraw everything."
-        from audioflamingo_lab.icl import make_episode
-        from audioflamingo_lab.template import render, show_loss_mask
-        import html
+# %% ../nbs/17_widgets.ipynb #b66645dc
+@patch
+def show(self: RetrievalBrowser, query: Item):
+    "Search `query`'s neighbours and redraw everything."
+    from audioflamingo_lab.icl import make_episode
+    from audioflamingo_lab.template import render, show_loss_mask
+    import html
 
-        self.query, k = query, self.k_pick.value
-        self.neighbours = self.index.search([query], k, vectors=self._vectors(query))[0]
-        self.query_view.children = [
-            self._card(query, f"<code>{html.escape(query.id)}</code><br>{html.escape(query.answer or '')}")
-        ]
-        self.results.children = [
-            self._card(
-                n.item, f"<b>{n.score:.3f}</b> · <code>{html.escape(n.item.id)}</code><br>{html.escape(n.item.answer)}"
-            )
-            for n in self.neighbours
-        ]
-        self.episode = make_episode(query, NeighbourShots(self.neighbours), k)
-        self.rendered = None
-        if self.tokenizer is not None:
-            self.rendered = render(self.episode, self.tokenizer, self.max_tokens, with_answer=bool(query.answer))
-            self.prompt.value = show_loss_mask(self.rendered, self.tokenizer).data
-        else:
-            self.prompt.value = "<i>(pass tokenizer= to see the prompt)</i>"
+    self.query, k = query, self.k_pick.value
+    self.neighbours = self.index.search([query], k, vectors=self._vectors(query))[0]
+    self.query_view.children = [
+        self._card(query, f"<code>{html.escape(query.id)}</code><br>{html.escape(query.answer or '')}")
+    ]
+    self.results.children = [
+        self._card(
+            n.item, f"<b>{n.score:.3f}</b> · <code>{html.escape(n.item.id)}</code><br>{html.escape(n.item.answer)}"
+        )
+        for n in self.neighbours
+    ]
+    self.episode = make_episode(query, NeighbourShots(self.neighbours), k)
+    self.rendered = None
+    if self.tokenizer is not None:
+        self.rendered = render(self.episode, self.tokenizer, self.max_tokens, with_answer=bool(query.answer))
+        self.prompt.value = show_loss_mask(self.rendered, self.tokenizer).data
+    else:
+        self.prompt.value = "<i>(pass tokenizer= to see the prompt)</i>"
 
-# %% ../nbs/17_widgets.ipynb #82854c17
+# %% ../nbs/17_widgets.ipynb #8d55ab90
 ALL_CLASSES = "(all classes)"
 
 
+def _read_reports(reports) -> dict[str, FewShotReport]:
+    "{name: report} of `report.json` files (or their folders); the name is the folder's, primed when repeated."
+    paths = [reports] if isinstance(reports, (str, os.PathLike)) else list(reports)
+    if not paths:
+        raise ValueError("no reports given")
+    out = {}
+    for p in paths:
+        p = Path(p)
+        p = p / "report.json" if p.is_dir() else p
+        name = p.parent.name or p.stem
+        while name in out:
+            name += "'"
+        out[name] = FewShotReport.from_json(p)
+    return out
+
+# %% ../nbs/17_widgets.ipynb #1a363ff3
 class FewShotExplorer(_Shown):
     "Score versus shots (random vs RAG, 95 % bands) of one or more `report.json` files, with a per-class view."
 
     def __init__(self, reports):
-        paths = [reports] if isinstance(reports, (str, os.PathLike)) else list(reports)
-        if not paths:
-            raise ValueError("no reports given")
-        self.reports = {}
-        for p in paths:
-            p = Path(p)
-            p = p / "report.json" if p.is_dir() else p
-            name = p.parent.name or p.stem
-            while name in self.reports:
-                name += "'"
-            self.reports[name] = FewShotReport.from_json(p)
+        self.reports = _read_reports(reports)
         self.metric = next(iter(self.reports.values())).metric
         self.classes = sorted({c for r in self.reports.values() for t in (r.per_class or {}).values() for c in t})
         self.report_pick = W.SelectMultiple(
@@ -256,69 +277,79 @@ class FewShotExplorer(_Shown):
             w.observe(lambda _: self.draw(), "value")
         self.draw()
 
-    def draw(self):
-        names, cls = list(self.report_pick.value), self.class_pick.value
-        self.points = {
-            (n, s): [(r["shots"], r["score"], *r["ci95"]) for r in rs]  # what the left plot draws
-            for n in names
-            for s, rs in self.reports[n].curves().items()
-        }
-        self.class_points = (
-            {}
-            if cls == ALL_CLASSES
-            else {(n, s): pts for n in names for s, pts in self.reports[n].class_curves(cls).items()}
-        )
-        fig = Figure(figsize=(9, 3.4))
-        left, right = fig.subplots(1, 2)
-        for c, ((n, s), pts) in enumerate(self.points.items()):
-            x, y, lo, hi = map(np.array, zip(*pts))
-            label = s if len(names) == 1 else f"{n}: {s}"
-            left.plot(x, y, "o-", c=f"C{c}", label=label)
-            left.fill_between(x, lo, hi, color=f"C{c}", alpha=0.2)
-        left.set_xlabel("shots (k)")
-        left.set_ylabel(self.metric)
-        left.set_title(f"{self.metric} vs shots (95 % CI)")
-        if self.points:
-            left.legend(fontsize=8)
-        if cls == ALL_CLASSES:
-            self._class_bars(right, names)
-        else:
-            for c, ((n, s), pts) in enumerate(self.class_points.items()):
-                right.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    "o-",
-                    c=f"C{c}",
-                    label=s if len(names) == 1 else f"{n}: {s}",
-                )
-            right.set_ylim(-0.05, 1.05)
-            right.set_xlabel("shots (k)")
-            right.set_title(f"accuracy of class {cls!r}")
-            if self.class_points:
-                right.legend(fontsize=8)
-        fig.tight_layout()
-        self.image.value = figure_png(fig)
+# %% ../nbs/17_widgets.ipynb #d3953503
+@patch
+def draw(self: FewShotExplorer):
+    names, cls = list(self.report_pick.value), self.class_pick.value
+    self.points = {
+        (n, s): [(r["shots"], r["score"], *r["ci95"]) for r in rs]  # what the left plot draws
+        for n in names
+        for s, rs in self.reports[n].curves().items()
+    }
+    self.class_points = (
+        {}
+        if cls == ALL_CLASSES
+        else {(n, s): pts for n in names for s, pts in self.reports[n].class_curves(cls).items()}
+    )
+    fig = Figure(figsize=(9, 3.4))
+    left, right = fig.subplots(1, 2)
+    self._score_curves(left, names)
+    if cls == ALL_CLASSES:
+        self._class_bars(right, names)
+    else:
+        self._class_curves(right, names, cls)
+    fig.tight_layout()
+    self.image.value = figure_png(fig)
 
-    def _class_bars(self, ax, names):
-        "Grouped bars: accuracy per class at the largest k, one bar per (report, select)."
-        groups = []
-        for n in names:
-            groups += [(n, key) for key in self.reports[n].largest_k_classes()]
-        self.class_bars = {
-            (n, key, c): self.reports[n].per_class[key].get(c, {}).get("accuracy", np.nan)
-            for n, key in groups
-            for c in self.classes
-        }
-        x, w = np.arange(len(self.classes)), 0.8 / max(1, len(groups))
-        for g, (n, key) in enumerate(groups):
-            ax.bar(
-                x + (g - (len(groups) - 1) / 2) * w,
-                [self.class_bars[(n, key, c)] for c in self.classes],
-                w,
-                label=key if len(names) == 1 else f"{n}: {key}",
-            )
-        ax.set_xticks(x, self.classes, rotation=45, ha="right", fontsize=7)
-        ax.set_ylim(0, 1.05)
-        ax.set_title("per-class accuracy at the largest k")
-        if groups:
-            ax.legend(fontsize=7)
+# %% ../nbs/17_widgets.ipynb #5824b3ba
+@patch
+def _score_curves(self: FewShotExplorer, ax, names):
+    "Score versus shots with its 95 % band, one curve per (report, select)."
+    for c, ((n, s), pts) in enumerate(self.points.items()):
+        x, y, lo, hi = map(np.array, zip(*pts))
+        label = s if len(names) == 1 else f"{n}: {s}"
+        ax.plot(x, y, "o-", c=f"C{c}", label=label)
+        ax.fill_between(x, lo, hi, color=f"C{c}", alpha=0.2)
+    ax.set_xlabel("shots (k)")
+    ax.set_ylabel(self.metric)
+    ax.set_title(f"{self.metric} vs shots (95 % CI)")
+    if self.points:
+        ax.legend(fontsize=8)
+
+# %% ../nbs/17_widgets.ipynb #42804a1c
+@patch
+def _class_curves(self: FewShotExplorer, ax, names, cls):
+    "Accuracy of class `cls` versus shots, one curve per (report, select)."
+    for c, ((n, s), pts) in enumerate(self.class_points.items()):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", c=f"C{c}", label=s if len(names) == 1 else f"{n}: {s}")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("shots (k)")
+    ax.set_title(f"accuracy of class {cls!r}")
+    if self.class_points:
+        ax.legend(fontsize=8)
+
+
+@patch
+def _class_bars(self: FewShotExplorer, ax, names):
+    "Grouped bars: accuracy per class at the largest k, one bar per (report, select)."
+    groups = []
+    for n in names:
+        groups += [(n, key) for key in self.reports[n].largest_k_classes()]
+    self.class_bars = {
+        (n, key, c): self.reports[n].per_class[key].get(c, {}).get("accuracy", np.nan)
+        for n, key in groups
+        for c in self.classes
+    }
+    x, w = np.arange(len(self.classes)), 0.8 / max(1, len(groups))
+    for g, (n, key) in enumerate(groups):
+        ax.bar(
+            x + (g - (len(groups) - 1) / 2) * w,
+            [self.class_bars[(n, key, c)] for c in self.classes],
+            w,
+            label=key if len(names) == 1 else f"{n}: {key}",
+        )
+    ax.set_xticks(x, self.classes, rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("per-class accuracy at the largest k")
+    if groups:
+        ax.legend(fontsize=7)
