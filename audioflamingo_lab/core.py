@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['AudioError', 'Item', 'Episode', 'seed_everything', 'default_device', 'stable_seed']
+__all__ = ['AudioError', 'Item', 'Episode', 'seed_everything', 'default_device', 'auto_precision', 'stable_seed']
 
 # %% ../nbs/00_core.ipynb #98962d88
 class AudioError(ValueError):
@@ -75,6 +75,15 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+# %% ../nbs/00_core.ipynb #751f5bab
+def auto_precision(precision: str = "auto") -> str:
+    "'auto' -> 'bf16-mixed' on a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), else '32-true'; others pass."
+    if precision != "auto":
+        return precision
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    native = native or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16-mixed" if torch.cuda.is_available() or native else "32-true"
 
 # %% ../nbs/00_core.ipynb #b1f5c103
 def stable_seed(*parts) -> int:

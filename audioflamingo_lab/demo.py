@@ -12,10 +12,11 @@ import yaml
 from .run_config import DataSection, ModelSection, OptimSection, TrainerSection
 from .run_folder import folder_lock, clear_folder
 from .run import train
+from .core import auto_precision
 
 # %% auto #0
-__all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'auto_precision', 'build_data', 'model_overrides', 'train_config',
-           'seen_sample', 'evaluate_demo', 'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
+__all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'model_overrides', 'train_config', 'seen_sample',
+           'evaluate_demo', 'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
 
 # %% ../nbs/16_demo.ipynb #884d7393
 EPISODES = (
@@ -80,17 +81,6 @@ GPU = dict(
     fewshot_every=250,
     precision="bf16-mixed",
 )
-
-# %% ../nbs/16_demo.ipynb #c95fb809
-def auto_precision(precision: str = "auto") -> str:
-    "'auto' -> 'bf16-mixed' on a GPU or a CPU with native bf16 (AVX512-BF16 or AMX), else '32-true'; others pass."
-    import torch
-
-    if precision != "auto":
-        return precision
-    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    native = native or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return "bf16-mixed" if torch.cuda.is_available() or native else "32-true"
 
 # %% ../nbs/16_demo.ipynb #84c470b8
 def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:

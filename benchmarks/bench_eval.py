@@ -4,7 +4,7 @@
 
 The demo's model shape (`demo.DemoConfig`: small preset, aiSFX windows of 2.5 s, 4 windows), untrained gates
 opened to 0.5 so that the audio path runs as in a trained model, greedy decoding of up to 12 tokens, bf16 autocast
-where the CPU has native bf16 (`demo.auto_precision`, as in the demo; fp32 where bf16 would be emulated). The
+where the CPU has native bf16 (`core.auto_precision`, as in the demo; fp32 where bf16 would be emulated). The
 held-out set is the `spoken_languages` recipe (built into --data if missing). A warm-up pass fills the cache; the
 timed pass runs `fewshot.evaluate` with one seed, baselines on and controls off. The machine is shared: `uptime` is
 recorded.
@@ -46,7 +46,7 @@ def build():
 
 
 def timed_eval(model, manifest, index, cache, select: str, k: int, limit: int, out: Path) -> dict:
-    from audioflamingo_lab.demo import auto_precision
+    from audioflamingo_lab.core import auto_precision
     from audioflamingo_lab.fewshot import evaluate
 
     t0 = time.perf_counter()
@@ -85,7 +85,7 @@ def main():
     ap.add_argument("--out", default="benchmarks/results/eval_throughput.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from audioflamingo_lab.demo import auto_precision
+    from audioflamingo_lab.core import auto_precision
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.rag import ClipIndex
 

@@ -28,7 +28,7 @@ ap.add_argument("--gate_lr", type=float, default=None)
 ap.add_argument("--threads", type=int, default=2)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
-from audioflamingo_lab.demo import auto_precision
+from audioflamingo_lab.core import auto_precision
 from audioflamingo_lab.core import seed_everything
 from audioflamingo_lab.flamingo import build_model
 from audioflamingo_lab.training import FlamingoModule
