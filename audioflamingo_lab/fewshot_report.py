@@ -186,8 +186,11 @@ def plot(report: FewShotReport, path=None, title: str = ""):
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=name)
         for condition, style in (("knn", "--"), ("chance", ":")):
             base = [r for r in _curve(report, select, condition) if r["shots"] > 0 or condition == "chance"]
+            xs, ys = [r["shots"] for r in base], [r["score"] for r in base]
+            if len(base) == 1:  # one k only (balanced 1-shot): a short segment, so the baseline stays visible
+                xs, ys = [xs[0] - 0.35, xs[0] + 0.35], ys * 2
             if base:
-                ax.plot([r["shots"] for r in base], [r["score"] for r in base], style, color=colour, alpha=0.8)
+                ax.plot(xs, ys, style, color=colour, alpha=0.8)
         for control, marker in _MARKERS.items():
             pts = [r for r in _curve(report, select, control)]
             if pts:
