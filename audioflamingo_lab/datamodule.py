@@ -146,7 +146,7 @@ def blend_indices(sizes: Sequence[int], weights: Sequence[float], epoch: int = 0
     random.Random(stable_seed("blend-epoch", seed, epoch)).shuffle(out)
     return out
 
-
+# %% ../nbs/11_datamodule.ipynb #86f6345d
 class BlendSampler(Sampler):
     "Yields `blend_indices` of the current epoch; Lightning calls `set_epoch` before every epoch."
 
@@ -178,7 +178,7 @@ class BlendSampler(Sampler):
     def __len__(self):
         return sum(round(n * w) for n, w in zip(self.sizes, self.weights))
 
-
+# %% ../nbs/11_datamodule.ipynb #c7c4d80b
 def _train_sampler(trainer):
     "The BlendSampler the trainer's train loader draws from (through the data module or the loader), or None."
     for owner in (getattr(trainer, "datamodule", None), getattr(trainer.fit_loop, "_combined_loader", None)):
