@@ -99,7 +99,7 @@ def build_data(folder: Path, quick: bool, n_per_class: int) -> dict[str, Path]:
         paths[key] = manifest
     return paths
 
-
+# %% ../nbs/16_demo.ipynb #f15c932b
 def model_overrides(cfg: DemoConfig) -> dict:
     "The `build_model` overrides of the demo's model; room for the largest training or evaluation episode."
     train_audios = max(
@@ -117,7 +117,7 @@ def model_overrides(cfg: DemoConfig) -> dict:
         max_audios=1 + max(train_audios, eval_audios),
     )
 
-
+# %% ../nbs/16_demo.ipynb #67922847
 def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path) -> dict:
     "The demo's one training run, as an `afl train` config."
     model = ModelSection(
