@@ -325,8 +325,8 @@ import lightning as L
 
 
 class FewShotValidation(L.Callback):
-    """Balanced `ways`-way `k`-shot accuracy on a fixed set of val episodes, logged every `every_n_steps` (and at the
-    end)."""
+    """Balanced `ways`-way `k`-shot accuracy on a fixed set of val episodes, logged every `every_n_steps` optimizer
+    steps (the last step only when the step count is a multiple of it)."""
 
     def __init__(
         self,
