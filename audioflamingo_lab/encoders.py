@@ -19,7 +19,7 @@ from .audio import load_audio, load_windows, sliding_windows
 
 # %% auto #0
 __all__ = ['ENCODERS', 'weights_digest', 'WindowEncoder', 'register_encoder', 'available_encoders', 'encoder_factory',
-           'build_encoder', 'LogMel', 'MelConvConfig', 'MelConvEncoder', 'EmbeddingCache']
+           'build_encoder', 'LogMel', 'MelConvConfig', 'MelConvEncoder', 'EmbeddingCache', 'as_embedding_cache']
 
 # %% ../nbs/02_encoders.ipynb #a1a961da
 def weights_digest(module: nn.Module) -> str:
@@ -360,3 +360,10 @@ def get_many(self: EmbeddingCache, paths, starts=None, durations=None, progress:
         self.get(p, s, d)
         for p, s, d in tqdm(list(zip(paths, starts, durations)), desc="embeddings", disable=not progress, leave=False)
     ]
+
+# %% ../nbs/02_encoders.ipynb #0a80484b
+def as_embedding_cache(cache_or_root, encoder, max_windows: int = 16):
+    "An `EmbeddingCache` as is; a folder -> an `EmbeddingCache` there; None -> None (no cache)."
+    if cache_or_root is None or hasattr(cache_or_root, "get"):  # a cache (or a stand-in with its `get`)
+        return cache_or_root
+    return EmbeddingCache(cache_or_root, encoder, max_windows=max_windows)

@@ -17,6 +17,7 @@ from .core import Item, Episode, stable_seed
 from .template import SEP, EOC
 from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
 from .inference import AudioFlamingoProcessor
+from .encoders import as_embedding_cache
 from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions
 from .fewshot_controls import CONTROLS, knn_label, copy_last_label, majority_label, gates_closed
 from .fewshot_controls import without_query_audio, shuffled_shot_audio
@@ -134,15 +135,6 @@ def _plan(manifest, shots, select, split, task, limit, metric, controls, control
         else {(s, max(k for k, s2 in runs if s2 == s)) for _, s in runs}
     )
     return items, split, task, metric, runs, pool, control_at
-
-
-def _embedding_cache(cache, cache_root, encoder):
-    "The cache given, else an `EmbeddingCache` under `cache_root`, else None (the model encodes raw audio)."
-    if cache is None and cache_root is not None:
-        from audioflamingo_lab.encoders import EmbeddingCache
-
-        cache = EmbeddingCache(cache_root, encoder)
-    return cache
 
 # %% ../nbs/12b_fewshot.ipynb #be3ccc0d
 def _similarities(episodes: list[Episode], index) -> list[list[float]] | None:
@@ -297,7 +289,7 @@ def evaluate(
     plan = _plan(manifest, shots, select, split, task, limit, metric, controls, control_at, train_manifest)
     items, split, task, metric, runs, pool, control_at = plan
     encoder = getattr(model, "encoder", None)
-    cache = _embedding_cache(cache, cache_root, encoder)
+    cache = cache if cache is not None else as_embedding_cache(cache_root, encoder)  # None: the model encodes
     decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": False, **decoding}
     majority = majority_label(pool) if pool and metric == "accuracy" else None
     memo, gen = {}, (cache, encoder, batch_size, max_tokens)  # generate_answers' arguments after the episodes

@@ -46,14 +46,6 @@ def l2_normalize(x) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 # %% ../nbs/10_rag.ipynb #a838f50c
-def _embedding_cache(cache_root, encoder, max_windows):
-    if cache_root is None or hasattr(cache_root, "get"):
-        return cache_root  # None or an EmbeddingCache already
-    from audioflamingo_lab.encoders import EmbeddingCache
-
-    return EmbeddingCache(cache_root, encoder, max_windows=max_windows)
-
-
 def window_embeddings(item: Item, encoder, pooling: str = "mean", cache=None, max_windows: int = 16):
     "`(emb (n, dim), mask (n,))` of the windows a clip vector pools, through `cache` if given."
     if item.audio is None:
@@ -67,8 +59,9 @@ def window_embeddings(item: Item, encoder, pooling: str = "mean", cache=None, ma
 def embed_clips(items_or_paths, encoder, pooling: str = "mean", cache_root=None, max_windows: int = 16) -> np.ndarray:
     "L2-normalised clip vectors `float32 (N, dim)`; `cache_root` (a folder or an `EmbeddingCache`) avoids re-encoding."
     from tqdm.auto import tqdm
+    from audioflamingo_lab.encoders import as_embedding_cache
 
-    cache = _embedding_cache(cache_root, encoder, max_windows)
+    cache = as_embedding_cache(cache_root, encoder, max_windows)
     out = np.zeros((len(items_or_paths), encoder.dim), np.float32)
     bar = tqdm(items_or_paths, desc="embedding clips", unit="clip", leave=False, disable=len(items_or_paths) < 8)
     for row, x in enumerate(bar):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
+from audioflamingo_lab.core import auto_precision
 
 
 def uptime() -> str:
@@ -46,7 +47,6 @@ def build():
 
 
 def timed_eval(model, manifest, index, cache, select: str, k: int, limit: int, out: Path) -> dict:
-    from audioflamingo_lab.core import auto_precision
     from audioflamingo_lab.fewshot import evaluate
 
     t0 = time.perf_counter()
@@ -85,7 +85,6 @@ def main():
     ap.add_argument("--out", default="benchmarks/results/eval_throughput.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from audioflamingo_lab.core import auto_precision
     from audioflamingo_lab.encoders import EmbeddingCache
     from audioflamingo_lab.rag import ClipIndex
 

@@ -3,6 +3,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 import audioflamingo_lab
 
 PACKAGE = Path(audioflamingo_lab.__file__).parent
@@ -80,12 +82,8 @@ def test_the_top_level_api_is_the_modules_own_objects():
     for name, module in audioflamingo_lab.API.items():
         assert getattr(audioflamingo_lab, name) is getattr(importlib.import_module(f"{NAME}.{module}"), name), name
     assert set(audioflamingo_lab.API) <= set(dir(audioflamingo_lab))
-    try:
+    with pytest.raises(AttributeError, match="no_such_name"):
         audioflamingo_lab.no_such_name
-    except AttributeError as err:
-        assert "no_such_name" in str(err)
-    else:
-        raise AssertionError("an unknown name must raise AttributeError")
 
 
 def test_importing_the_package_does_not_import_torch():
