@@ -22,6 +22,7 @@ from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, scor
 from .fewshot_controls import CONTROLS, knn_label, copy_last_label, majority_label, gates_closed
 from .fewshot_controls import without_query_audio, shuffled_shot_audio
 from .fewshot_report import FewShotReport, prepare_out, write_report
+from .audio_codes import codebook_fitted_on
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'extract_answer', 'generate_answers', 'evaluate', 'FewShotValidation']
@@ -336,6 +337,7 @@ class FewShotValidation(L.Callback):
         queries = rng.sample(items, min(limit, len(items)))
         self.episodes = make_episodes(queries, BalancedShots(pool, ways=ways, seed=seed), k)
         self.cache, self.every, self.max_tokens, self.history, self.knn = cache, every_n_steps, max_tokens, [], None
+        self.pool = pool  # a model with audio codes (06d) is scored with codes fitted on this pool
 
 # %% ../nbs/12b_fewshot.ipynb #02ce4e94
 @patch
@@ -353,18 +355,19 @@ def knn_score(self: FewShotValidation, encoder) -> float:
 @patch
 def score(self: FewShotValidation, model) -> float:
     was_training = model.training
-    answers, _ = generate_answers(
-        model,
-        self.episodes,
-        self.cache,
-        None,
-        8,
-        self.max_tokens,
-        desc="val few-shot",
-        max_new_tokens=12,
-        do_sample=False,
-        num_beams=1,
-    )
+    with codebook_fitted_on(model, self.pool, self.cache):
+        answers, _ = generate_answers(
+            model,
+            self.episodes,
+            self.cache,
+            None,
+            8,
+            self.max_tokens,
+            desc="val few-shot",
+            max_new_tokens=12,
+            do_sample=False,
+            num_beams=1,
+        )
     model.train(was_training)
     queries = [ep.query for ep in self.episodes]
     return score_predictions("accuracy", answers, queries).score

@@ -75,20 +75,23 @@ def shuffled_shot_audio(episode: Episode, rng: random.Random) -> Episode:
 # %% ../nbs/12c_fewshot_controls.ipynb #e5433563
 @contextmanager
 def gates_closed(model):
-    "Every cross-attention gate forced to 0 inside the block (the plain LM reading the prompt), restored after."
+    """Every gate forced to 0 inside the block: the cross-attention gates and, if the model has one, the audio code
+    gate (06d). The result is the plain LM reading the prompt; the gates are restored after."""
     if not hasattr(model, "xattn_layers"):
         raise ValueError("gates-off needs a Flamingo model (one with xattn_layers)")
-    blocks = [layer.xattn for _, layer in model.xattn_layers()]
-    saved = [(b.alpha_attn.detach().clone(), b.alpha_ff.detach().clone()) for b in blocks]
+    gates = [g for _, layer in model.xattn_layers() for g in (layer.xattn.alpha_attn, layer.xattn.alpha_ff)]
+    if getattr(model, "codebook", None) is not None:
+        gates.append(model.codebook.alpha_code)
+    saved = [g.detach().clone() for g in gates]
     with torch.no_grad():
-        for b in blocks:
-            b.alpha_attn.zero_(), b.alpha_ff.zero_()
+        for g in gates:
+            g.zero_()
     try:
         yield model
     finally:
         with torch.no_grad():
-            for b, (attn, ff) in zip(blocks, saved):
-                b.alpha_attn.copy_(attn), b.alpha_ff.copy_(ff)
+            for g, value in zip(gates, saved):
+                g.copy_(value)
 
 # %% ../nbs/12c_fewshot_controls.ipynb #e53e563d
 class _StandIn:

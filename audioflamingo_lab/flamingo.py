@@ -13,6 +13,7 @@ from .audio_layers import AudioTransformer
 from .xattn import GatedCrossAttentionBlock
 from .template import add_audio_tokens, build_tiny_tokenizer
 from .flamingo_config import PRESETS, FlamingoConfig, renamed_fields
+from .audio_codes import AudioCodebook
 from .lm_wrap import MediaState, XAttnDecoderLayer, find_decoder_layers
 
 # %% auto #0
@@ -62,9 +63,10 @@ class Flamingo(nn.Module):
             config.audio_positions,
             config.audio_norm_first,
         )
+        self.codebook = self._audio_codebook() if config.audio_codes else None  # 06d; None = AF1
         self.media_state = MediaState(self.token_ids["audio"], config.media_attention)
         self._wrap_decoder_layers()
-        self._embedding_hook = None
+        self._embedding_hook = self._code_hook = None
         self.__dict__["_hooked_embedding"] = None
         self.lm.register_forward_pre_hook(self._on_lm_call, with_kwargs=True)
         self._ensure_hooks()
@@ -77,6 +79,13 @@ def _add_audio_tokens(self: Flamingo):
     self.token_ids = add_audio_tokens(self.tokenizer, self.lm)
     if self.config.init_new_tokens and self.lm.get_input_embeddings().num_embeddings > rows_before:
         init_new_token_rows(self.lm, self.tokenizer, self.token_ids, rows_before)
+
+
+@patch
+def _audio_codebook(self: Flamingo) -> AudioCodebook:
+    "The codebook of `config.audio_codes` codes (06d), in front of the LM's embedding rows."
+    rows, config = self.lm.get_input_embeddings().num_embeddings, self.config
+    return AudioCodebook(config.audio_codes, config.encoder_dim, rows, config.code_gate_init)
 
 
 @patch
@@ -108,14 +117,25 @@ def _ensure_hooks(self: Flamingo):
     emb = self.lm.get_input_embeddings()
     if emb is self._hooked_embedding:
         return
-    if self._embedding_hook is not None:
-        self._embedding_hook.remove()
+    for hook in (self._embedding_hook, self._code_hook):
+        if hook is not None:
+            hook.remove()
 
     def on_embedding_call(module, args, kwargs):
         ids = args[0] if args else kwargs.get("input", kwargs.get("input_ids"))
         self.media_state.on_input_ids(ids)
 
+    def on_embedding_out(module, args, kwargs, output):  # 06d: each audio's code at its <SEP>
+        state = self.media_state
+        if state.codes is None:
+            return None
+        ids = args[0] if args else kwargs.get("input", kwargs.get("input_ids"))
+        before = state.audios_seen - (ids == self.token_ids["audio"]).sum(1)  # the pre-hook counted this chunk
+        sep, audio = self.token_ids["sep"], self.token_ids["audio"]
+        return self.codebook.place_codes(output, ids, state.codes, module.weight, sep, audio, before)
+
     self._embedding_hook = emb.register_forward_pre_hook(on_embedding_call, with_kwargs=True)
+    self._code_hook = emb.register_forward_hook(on_embedding_out, with_kwargs=True)
     self.__dict__["_hooked_embedding"] = emb  # a reference, not a submodule (no duplicate state_dict keys)
 
 # %% ../nbs/06_flamingo.ipynb #d5011633
@@ -130,9 +150,9 @@ def _on_lm_call(self: Flamingo, module, args, kwargs):
 
 @patch
 @contextmanager
-def _media(self: Flamingo, media, media_mask, audios_before=None, record_attention=False):
+def _media(self: Flamingo, media, media_mask, audios_before=None, record_attention=False, codes=None):
     self._ensure_hooks()
-    self.media_state.arm(media, media_mask, audios_before, record_attention)
+    self.media_state.arm(media, media_mask, audios_before, record_attention, codes)
     try:
         yield self.media_state
     finally:
@@ -173,10 +193,11 @@ def embed_windows(self: Flamingo, audio: torch.Tensor, media_mask: torch.Tensor)
 
 # %% ../nbs/06_flamingo.ipynb #0c28139d
 @patch
-def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None):
-    "-> media (B, A·n, media_dim) and media_mask (B, A, n), or (None, None) without audio."
+def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None, return_codes: bool = False):
+    """-> media (B, A·n, media_dim) and media_mask (B, A, n), or (None, None) without audio; with `return_codes` also
+    the audios' codes (B, A) when the model has a codebook (06d), else None."""
     if audio is None and audio_embeds is None:
-        return None, None
+        return (None, None, None) if return_codes else (None, None)
     if audio is not None and audio_embeds is not None:
         raise ValueError("pass audio or audio_embeds, not both")
     x, name = (audio, "audio") if audio is not None else (audio_embeds, "audio_embeds")
@@ -195,7 +216,10 @@ def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None)
             f"window embeddings are {emb.shape[-1]}-d but the audio layers expect {self.config.encoder_dim}-d"
         )
     media = self.audio_layers(emb.to(self.audio_layers.norm_in.weight.dtype), media_mask)
-    return media.flatten(1, 2), media_mask
+    if not return_codes:
+        return media.flatten(1, 2), media_mask
+    codes = self.codebook.assign(emb, media_mask) if self.codebook is not None else None
+    return media.flatten(1, 2), media_mask, codes
 
 # %% ../nbs/06_flamingo.ipynb #d81663c5
 @patch
@@ -226,14 +250,14 @@ def forward(
 ):
     """The HF causal-LM output, plus `.cross_attentions` (per block, (B, heads, T, A·n)) when asked and `.audios_seen`
     (B,) to pass as `audios_before` when continuing from `past_key_values` (the new cache is `.cache`)."""
-    media, media_mask = self.encode_media(audio, audio_embeds, media_mask)
+    media, media_mask, codes = self.encode_media(audio, audio_embeds, media_mask, return_codes=True)
     if media is not None and past_key_values is None and audios_before is None:
         self._check_audio_tokens(input_ids, media_mask)
     if media is not None and past_key_values is not None and audios_before is None:
         raise ValueError(
             "continuing from past_key_values with media: pass audios_before (the previous output's .audios_seen)"
         )
-    with self._media(media, media_mask, audios_before, output_cross_attentions) as state:
+    with self._media(media, media_mask, audios_before, output_cross_attentions, codes) as state:
         out = self.lm(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -266,7 +290,7 @@ def generate(
     ids. A `cache` (`past_key_values`) of the first tokens of `input_ids` is continued: the rest is computed."""
     if attention_mask is not None and (attention_mask[:, -1] == 0).any():
         raise ValueError("generation needs left-padded prompts (a row ends in padding): use padding_side='left'")
-    media, media_mask = self.encode_media(audio, audio_embeds, media_mask)
+    media, media_mask, codes = self.encode_media(audio, audio_embeds, media_mask, return_codes=True)
     if media is not None:
         self._check_audio_tokens(input_ids, media_mask)
     cache = hf_generate_kwargs.get("cache", hf_generate_kwargs.get("past_key_values"))  # transformers 5: cache
@@ -281,7 +305,7 @@ def generate(
     )
     kw.update(hf_generate_kwargs)
     kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + [self.token_ids["audio"]]  # never emit <audio>
-    with self._media(media, media_mask, audios_before):
+    with self._media(media, media_mask, audios_before, codes=codes):
         return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 
 # %% ../nbs/06_flamingo.ipynb #c09e6fc7

@@ -21,13 +21,14 @@ class MediaState:
         self.clear()
 
     def clear(self):
-        self.media = self.media_mask = self.audios_base = self.audios_seen = self.attn_mask = None
+        self.media = self.media_mask = self.audios_base = self.audios_seen = self.attn_mask = self.codes = None
         self.kv, self.record_attention, self.attentions = {}, False, []
 
-    def arm(self, media, media_mask, audios_before=None, record_attention=False):
+    def arm(self, media, media_mask, audios_before=None, record_attention=False, codes=None):
         "Arm for one call: media (B, M, D), media_mask (B, A, n), `audios_before` (B,) <audio> tokens already cached."
         self.clear()
         self.media, self.media_mask, self.record_attention = media, media_mask, record_attention
+        self.codes = codes  # (B, A) audio codes for the <SEP> tokens (06d), or None
         if media is not None:
             B = media.shape[0]
             base = (
@@ -64,6 +65,8 @@ def _expand(self: MediaState, b: int):
     self.media, self.media_mask = self.media.repeat_interleave(r, 0), self.media_mask.repeat_interleave(r, 0)
     self.audios_base = self.audios_base.repeat_interleave(r, 0)
     self.audios_seen = self.audios_seen.repeat_interleave(r, 0)
+    if self.codes is not None:
+        self.codes = self.codes.repeat_interleave(r, 0)
     self.kv = {}
 
 # %% ../nbs/06c_lm_wrap.ipynb #46522bb2

@@ -241,6 +241,11 @@ def _train(out, overwrite, config, model, data, optim, trainer, seed, ckpt_path=
     if net.encoder is None:
         raise ValueError("training from audio files needs a model with a window encoder")
     cache = EmbeddingCache(data.cache, net.encoder, max_windows=net.config.max_windows)
+    if net.codebook is not None and not bool(net.codebook.fitted):  # audio codes (06d) of the training pool
+        from audioflamingo_lab.audio_codes import fit_codebook
+        from audioflamingo_lab.manifest import read_manifest
+
+        fit_codebook(net, [it for m in data.train for it in read_manifest(m, split="train")], cache, seed)
     module, dm = _module(net, model, optim, trainer), _data_module(net, data, cache, seed)
     from audioflamingo_lab.checkpoint import AtomicCheckpointIO
 

@@ -202,17 +202,22 @@ def _rebuildable(config: dict) -> bool:
 
 
 def _checkpoint_keys(model, full: bool) -> list[str]:
-    "Parameter names (tied weights once) that train, or all of them plus persistent buffers when `full`."
+    """Parameter names (tied weights once) that train, plus the audio codebook's buffers (fitted data, 06d), or all
+    of them plus persistent buffers when `full`."""
     names = [n for n, p in model.named_parameters() if full or p.requires_grad]
     if not full:
-        return names
+        return names + [k for k, _ in model.named_buffers() if k.startswith("codebook.")]
     aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     return names + [k for k in model.state_dict() if k not in aliases]
 
 # %% ../nbs/07_training.ipynb #128bd0d2
 def gate_logs(model) -> dict[str, float]:
-    "tanh of every gate, flat for a logger: {'gate/attn_0': .., 'gate/ff_0': .., ...} (keyed by decoder layer)."
-    return {f"gate/{k}_{g['layer']}": g[k] for g in model.gate_values() for k in ("attn", "ff")}
+    """tanh of every gate, flat for a logger: {'gate/attn_0': .., 'gate/ff_0': .., ...} (keyed by decoder layer), and
+    'gate/code' for the audio codes (06d)."""
+    logs = {f"gate/{k}_{g['layer']}": g[k] for g in model.gate_values() for k in ("attn", "ff")}
+    if getattr(model, "codebook", None) is not None:
+        logs["gate/code"] = float(torch.tanh(model.codebook.alpha_code.detach()))
+    return logs
 
 # %% ../nbs/07_training.ipynb #2d854e2d
 class FlamingoModule(L.LightningModule):

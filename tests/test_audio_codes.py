@@ -1,0 +1,83 @@
+"Audio codes (06d): the gate at 0 and gates-off give the plain LM; the codebook survives a checkpoint; clear errors."
+
+import copy
+import numpy as np
+import pytest, torch
+from audioflamingo_lab.flamingo import build_model
+from audioflamingo_lab.flamingo_config import FlamingoConfig
+from audioflamingo_lab.audio_codes import AudioCodebook, fit_codebook
+from audioflamingo_lab.fewshot_controls import gates_closed
+from audioflamingo_lab.training import configure_trainable
+from audioflamingo_lab.checkpoint import save_checkpoint, load_checkpoint, checkpoint_info
+
+
+def coded_tiny(gate: float):
+    torch.manual_seed(0)
+    model = build_model("tiny", encoder=None, audio_codes=3, code_gate_init=gate).eval()
+    vectors = torch.nn.functional.normalize(torch.randn(12, model.config.encoder_dim), dim=-1).numpy()
+    model.codebook.fit(vectors)
+    return model
+
+
+def two_audio_batch(model):
+    ids = model.token_ids
+    words = model.tokenizer("dog", add_special_tokens=False).input_ids
+    row = [ids["audio"], *words, ids["sep"], *words, ids["eoc"], ids["audio"], *words, ids["sep"]]
+    emb = torch.randn(1, 2, 2, model.config.encoder_dim)
+    return torch.tensor([row]), emb, torch.ones(1, 2, 2, dtype=torch.bool)
+
+
+def test_gates_off_with_codes_is_the_plain_lm():
+    model = coded_tiny(gate=4.0)
+    plain = copy.deepcopy(model.lm)
+    input_ids, emb, mask = two_audio_batch(model)
+    with torch.no_grad():
+        opened = model(input_ids, audio_embeds=emb, media_mask=mask).logits
+        with gates_closed(model):
+            closed = model(input_ids, audio_embeds=emb, media_mask=mask).logits
+        text_only = plain(input_ids).logits
+    assert torch.allclose(closed, text_only, atol=1e-5)
+    assert not torch.allclose(opened, text_only, atol=1e-3)  # the open codes change what the LM reads
+    sep = int((input_ids[0] == model.token_ids["sep"]).nonzero()[0])
+    assert torch.allclose(opened[0, :sep], text_only[0, :sep], atol=1e-5)  # nothing changes before the first <SEP>
+
+
+def test_the_code_follows_the_query_audio():
+    model = coded_tiny(gate=20.0)
+    input_ids, emb, mask = two_audio_batch(model)
+    far = -model.codebook.centroids[:1]  # a clip opposite to code 0 gets another code
+    swapped = emb.clone()
+    swapped[0, 1] = model.codebook.centroids[0]
+    codes_a = model.codebook.assign(swapped, mask)
+    swapped[0, 1] = far
+    codes_b = model.codebook.assign(swapped, mask)
+    assert codes_a[0, 1] == 0 and codes_b[0, 1] != 0 and codes_a[0, 0] == codes_b[0, 0]
+
+
+def test_an_unfitted_codebook_is_a_clear_error():
+    model = build_model("tiny", encoder=None, audio_codes=2)
+    input_ids, emb, mask = two_audio_batch(model)
+    with pytest.raises(RuntimeError, match="fit_codebook"):
+        model(input_ids, audio_embeds=emb, media_mask=mask)
+    with pytest.raises(ValueError, match="no audio codebook"):
+        fit_codebook(build_model("tiny", encoder=None), [])
+    with pytest.raises(ValueError, match="cannot fit 4 codes"):
+        AudioCodebook(4, 2, vocab_size=100).fit(np.eye(2, dtype=np.float32))
+
+
+def test_the_codebook_survives_a_checkpoint(tmp_path):
+    model = configure_trainable(coded_tiny(gate=1.5), "pretrain")
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    again = load_checkpoint(path)
+    assert torch.equal(again.codebook.centroids, model.codebook.centroids) and bool(again.codebook.fitted)
+    assert float(again.codebook.alpha_code.detach()) == 1.5 and torch.equal(again.codebook.words, model.codebook.words)
+    assert checkpoint_info(path)["config"]["audio_codes"] == 3
+
+
+def test_a_trainable_only_checkpoint_keeps_the_codebook():
+    config = FlamingoConfig.from_name("tiny", encoder=None, audio_codes=2)
+    from audioflamingo_lab.training import _checkpoint_keys
+
+    model = configure_trainable(build_model(config), "pretrain")
+    keys = _checkpoint_keys(model, full=False)
+    assert {"codebook.centroids", "codebook.words", "codebook.fitted", "codebook.alpha_code"} <= set(keys)
