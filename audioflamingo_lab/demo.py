@@ -13,10 +13,11 @@ from .run_config import DataSection, ModelSection, OptimSection, TrainerSection
 from .run_folder import folder_lock, clear_folder
 from .run import train
 from .core import auto_precision
+from .demo_verdict import verdict, verdict_lines
 
 # %% auto #0
 __all__ = ['EPISODES', 'QUICK', 'GPU', 'OURS', 'DemoConfig', 'build_data', 'model_overrides', 'train_config', 'seen_sample',
-           'evaluate_demo', 'verdict', 'verdict_lines', 'demo', 'runs_table', 'runs_lines']
+           'evaluate_demo', 'demo']
 
 # %% ../nbs/16_demo.ipynb #884d7393
 EPISODES = (
@@ -38,12 +39,14 @@ class DemoConfig:
     media_attention: str = "immediate"  # not yet compared with AF1's "cumulative" on a full run (see README)
     xattn_every: int = 2  # a gated block before every 2nd layer ...
     xattn_from: int = 22  # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
-    mode: str = "lora"  # LM frozen, LoRA on its attention from xattn_from up, so its heads *can*
-    # learn to match audio (runs so far did not: README, icl_experiments.json)
+    audio_codes: int = 8  # a k-means code token per clip at its <SEP> (06d), refitted on each pool; 0 = AF1
+    code_gate_init: float = 4.0  # tanh(4) = 0.999: the codes are in from step 0 (0 would be the plain LM)
+    mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
+    # labels in the runs without codes, where closing the gates scored higher than the model: README)
     gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
     n_per_class: int = 6  # many_classes clips per class (train 60 %, val 15 %, test 25 %)
     episodes: tuple = EPISODES
-    steps: int = 100
+    steps: int = 20  # sized for a 10-minute demo on 2 CPU cores; --steps 40 is the README's schedule check
     batch_size: int = 8
     lr: float = 1e-3  # only the new layers learn: a short run takes a high rate
     precision: str = "auto"  # bf16-mixed where bf16 is native (GPU, AVX512-BF16 or AMX CPU), else 32-true
@@ -52,7 +55,7 @@ class DemoConfig:
     controls_at: tuple = (("balanced", 1), ("rag", 4))
     eval_split: str = "test"  # settings were chosen on "val"; test is read once per run
     seen_limit: int = 150  # seen-class test clips for the zero-shot check
-    fewshot_every: int = 25  # val few-shot accuracy every N steps (0: off)
+    fewshot_every: int = 10  # val few-shot accuracy every N steps (0: off)
     eval_seeds: tuple = (0, 1, 2)  # shot draws per row: rows give mean and spread over them
     seed: int = 0
 
@@ -68,9 +71,10 @@ QUICK = dict(
     shots={"rag": [0, 4], "balanced": [1]},
     controls_at=(("balanced", 1),),
 )
-# One GPU (run time not measured): more clips per class, 30x the steps, cross-attention from layer 4 (as in e5,
-# no effect there at 80 steps), LoRA on every layer. Not yet run (no GPU was lent to this project's sessions).
+# One GPU (run time not measured): more clips per class, 150x the steps, cross-attention from layer 4 (as in e5,
+# no effect there at 80 steps), LoRA from layer 4, the same audio codes. Not yet run (no GPU was lent to this project).
 GPU = dict(
+    mode="lora",
     n_per_class=12,
     steps=3000,
     batch_size=32,
@@ -115,6 +119,8 @@ def model_overrides(cfg: DemoConfig) -> dict:
         xattn_from=cfg.xattn_from,
         max_tokens=384,
         max_audios=1 + max(train_audios, eval_audios),
+        audio_codes=cfg.audio_codes,
+        code_gate_init=cfg.code_gate_init,
     )
 
 # %% ../nbs/16_demo.ipynb #67922847
@@ -136,7 +142,7 @@ def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path)
             max_steps=cfg.steps,
             precision=cfg.precision,
             log_every_n_steps=5,
-            checkpoint_every_n_steps=max(1, cfg.steps // 4),
+            checkpoint_every_n_steps=max(1, cfg.steps // 2),  # also the val-loss interval: twice a run
             limit_val_batches=4,
         ),
         data=DataSection(
@@ -179,6 +185,7 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
     from audioflamingo_lab.fewshot import evaluate
     from audioflamingo_lab.fewshot_controls import CONTROLS
     from audioflamingo_lab.rag import ClipIndex
+    from audioflamingo_lab.audio_codes import codebook_fitted_on
 
     folder = out / "index"  # kept for the widgets (17c_widget_runs.demo_run)
     index = (
@@ -189,10 +196,9 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
     if not (folder / "meta.json").exists():
         index.save(folder)
     common = dict(cache=store, batch_size=8, max_new_tokens=12, checkpoint=str(ckpt), overwrite=True, max_tokens=384)
-    with torch.autocast(
-        "cpu", dtype=torch.bfloat16, enabled=cfg.precision.startswith("bf16") and not torch.cuda.is_available()
-    ):
-        heldout = evaluate(
+    bf16 = cfg.precision.startswith("bf16") and not torch.cuda.is_available()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), codebook_fitted_on(model, index.items, store):
+        heldout = evaluate(  # audio codes (if any) of the held-out retrieval pool; the seen classes keep training's
             model,
             data["heldout"],
             shots=cfg.shots,
@@ -206,6 +212,7 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
             out=out / "eval",
             **common,
         )
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         seen = evaluate(
             model,
             seen_sample(data["train"], cfg.seen_limit, cfg.seed),
@@ -216,52 +223,6 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
             **common,
         )
     return heldout, seen
-
-# %% ../nbs/16_demo.ipynb #d50c5383
-def _score(report, select, k, condition="model"):
-    row = report.row(select, k, condition)
-    return None if row is None else round(row["score"], 3)
-
-
-def verdict(heldout, seen) -> dict:
-    "The demo's claims as numbers: model vs knn vs chance per row, the controls, and the seen-class zero-shot score."
-    rows = {}
-    for r in heldout.rows:
-        if r["condition"] != "model" or r["shots"] == 0:
-            continue
-        s, k = r["select"], r["shots"]
-        rows[f"{s}-{k}"] = {
-            "model": _score(heldout, s, k),
-            "knn": _score(heldout, s, k, "knn"),
-            "chance": _score(heldout, s, k, "chance"),
-            "ci95": [round(x, 3) for x in r["ci95"]],
-            **{
-                c: _score(heldout, s, k, c)
-                for c in ("no-query-audio", "gates-off", "shuffled-shot-audio")
-                if heldout.row(s, k, c)
-            },
-        }
-        rows[f"{s}-{k}"]["beats_knn"] = r["ci95"][0] > (rows[f"{s}-{k}"]["knn"] or 0)
-    return {
-        "zero_shot": _score(heldout, "none", 0),
-        "rows": rows,
-        "seen_zero_shot": _score(seen, "none", 0),
-        "seen_ci95": [round(x, 3) for x in seen.row("none", 0)["ci95"]],
-        "split": heldout.split,
-    }
-
-
-def verdict_lines(v: dict) -> list[str]:
-    "The verdict in sentences, as the demo prints them."
-    lines = [f"held-out languages ({v['split']}): zero-shot {v['zero_shot']}"]
-    for name, r in v["rows"].items():
-        ctl = ", ".join(f"{c} {r[c]}" for c in ("no-query-audio", "gates-off", "shuffled-shot-audio") if c in r)
-        lines.append(
-            f"  {name:<11} model {r['model']} {r['ci95']}  knn {r['knn']}  chance {r['chance']}"
-            f"  -> {'beats' if r['beats_knn'] else 'does NOT beat'} knn" + (f"  | controls: {ctl}" if ctl else "")
-        )
-    lines.append(f"seen classes, zero-shot: {v['seen_zero_shot']} {v['seen_ci95']}")
-    return lines
 
 # %% ../nbs/16_demo.ipynb #8681e6e0
 OURS = (
@@ -300,7 +261,7 @@ def demo(
         overwrite: replace a finished demo in `out` (only what the demo wrote there is deleted)
         data: a folder holding the two recipes' output from an earlier demo (default: out/data)
         cache: an embedding cache folder from an earlier demo (default: out/cache)
-        steps: training steps (default 100; the README's schedule check doubles it)
+        steps: training steps (default 20; the README's schedule check doubles it)
         media_attention: immediate (default) | cumulative (AF1)
         eval_split: test (default) | val (for choosing settings)
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
@@ -368,30 +329,3 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
         f"checkpoint {summary['checkpoint']}\nconfig {summary['config']}"
     )
     return summary
-
-# %% ../nbs/16_demo.ipynb #db6857f1
-def runs_table(folders, rows=(("balanced", 1), ("random", 4), ("rag", 1), ("rag", 4), ("rag", 8), ("none", 0))) -> dict:
-    """{'select-k': {condition: (mean, std, [per run])}} over the demo folders' held-out reports, plus the seen
-    zero-shot."""
-    from audioflamingo_lab.fewshot_report import FewShotReport
-
-    reports = [FewShotReport.from_json(Path(f) / "report.json") for f in folders]
-    seen = [FewShotReport.from_json(Path(f) / "eval-seen" / "report.json").row("none", 0)["score"] for f in folders]
-    table = {"seen-zero-shot": {"model": (float(np.mean(seen)), float(np.std(seen)), seen)}}
-    for select, k in rows:
-        conditions = {r["condition"] for rep in reports for r in rep.rows if (r["select"], r["shots"]) == (select, k)}
-        for c in sorted(conditions):
-            vals = [rep.row(select, k, c)["score"] for rep in reports if rep.row(select, k, c)]
-            table.setdefault(f"{select}-{k}", {})[c] = (float(np.mean(vals)), float(np.std(vals)), vals)
-    return table
-
-
-def runs_lines(table: dict) -> list[str]:
-    "The runs table as text: one line per row, model first, then the baselines and controls."
-    lines = []
-    for row, conds in table.items():
-        first = ["model"] + sorted(c for c in conds if c != "model")
-        lines.append(
-            f"{row:<15}" + "  ".join(f"{c} {m:.3f}±{s:.3f}" for c in first if c in conds for m, s, _ in [conds[c]])
-        )
-    return lines
