@@ -10,6 +10,7 @@ import numpy as np, torch
 
 torch.set_num_threads(2)
 from audioflamingo_lab.flamingo import build_model
+from audioflamingo_lab.demo import DemoConfig, model_overrides
 from audioflamingo_lab.audio_codes import AudioCodebook, fit_codebook, code_words
 from audioflamingo_lab.encoders import EmbeddingCache
 from audioflamingo_lab.manifest import read_manifest
@@ -23,18 +24,9 @@ def _is_word(token) -> bool:
     return bool(token) and token[0] == "Ġ" and len(token) >= 5 and token[1:].isalpha() and token[1:].islower()
 
 
-net = build_model(
-    "small",
-    encoder="aisfx",
-    encoder_kwargs=dict(window_s=2.5, hop_s=1.25),
-    max_windows=4,
-    xattn_from=22,
-    xattn_every=2,
-    max_tokens=384,
-    max_audios=9,
-    audio_codes=16,
-    code_gate_init=4.0,
-).eval()
+# the demo's model shape (the same as afl demo builds), with the codes asked for
+shape = {**model_overrides(DemoConfig()), "audio_codes": 16, "code_gate_init": 4.0}
+net = build_model("small", **shape).eval()
 tok = net.tokenizer
 V = net.lm.get_input_embeddings().num_embeddings
 toks = tok.convert_ids_to_tokens(list(range(V)))

@@ -23,6 +23,7 @@ ap.add_argument("--threads", type=int, default=2)
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 from audioflamingo_lab.flamingo import build_model
+from audioflamingo_lab.demo import DemoConfig, model_overrides
 from audioflamingo_lab.audio_codes import fit_codebook
 from audioflamingo_lab.encoders import EmbeddingCache
 from audioflamingo_lab.manifest import read_manifest
@@ -31,18 +32,9 @@ from audioflamingo_lab.fewshot_controls import CONTROLS
 from audioflamingo_lab.rag import ClipIndex
 
 heldout = f"{a.data}/spoken_languages/manifest.jsonl"
-net = build_model(
-    "small",
-    encoder="aisfx",
-    encoder_kwargs=dict(window_s=2.5, hop_s=1.25),
-    max_windows=4,
-    xattn_from=22,
-    xattn_every=2,
-    max_tokens=384,
-    max_audios=9,
-    audio_codes=a.codes,
-    code_gate_init=a.code_gate,
-).eval()
+# the demo's model shape (the same as afl demo builds), with the codes asked for
+shape = {**model_overrides(DemoConfig()), "audio_codes": a.codes, "code_gate_init": a.code_gate}
+net = build_model("small", **shape).eval()
 cache = EmbeddingCache(f"{a.data}/cache", net.encoder, max_windows=4)
 t0 = time.time()
 pool = read_manifest(heldout, split="train")
