@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import nn
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['clip_vectors', 'code_words', 'AudioCodebook', 'sep_owner', 'fit_codebook', 'codebook_fitted_on']
@@ -39,9 +40,6 @@ class AudioCodebook(nn.Module):
         self.alpha_code = nn.Parameter(torch.tensor(float(gate_init)))  # tanh gate: 0 = the plain LM
 
 # %% ../nbs/06d_audio_codes.ipynb #877792b9
-from fastcore.basics import patch
-
-
 @patch
 @torch.no_grad()
 def fit(self: AudioCodebook, vectors, seed: int = 0, niter: int = 25) -> AudioCodebook:
