@@ -88,8 +88,8 @@ def _inject_lora(model, lora: LoraSettings):
 
 def configure_trainable(model, mode: str, lora: LoraSettings | dict | None = None, new_tokens: bool = True):
     """Freeze/unfreeze parameter groups for `mode` (pretrain | sft | lora); mask the gradient of old embedding rows.
-    `new_tokens=False` freezes the new rows too (pretrain/lora): no gradient reaches the embedding, so the backward pass
-    stops at the lowest cross-attention block, which is much cheaper when the blocks sit in the upper layers."""
+    `new_tokens=False` freezes the new rows and the audio-code gate too (pretrain/lora): no gradient reaches the
+    embedding, so the backward pass stops at the lowest cross-attention block, much cheaper when the blocks sit high."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     for h in getattr(model, "_row_hooks", []):
@@ -116,6 +116,9 @@ def configure_trainable(model, mode: str, lora: LoraSettings | dict | None = Non
             keep = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
             keep[rows] = 1
             model._row_hooks.append(w.register_hook(lambda g, keep=keep: g * keep.to(g.dtype)))
+    code_gate = getattr(getattr(model, "codebook", None), "alpha_code", None)
+    if code_gate is not None:  # it blends at the embedding: training it sends the backward pass through every layer
+        code_gate.requires_grad_(mode == "sft" or new_tokens)
     model.trainable_setup = {"mode": mode, "lora": asdict(lora) if mode == "lora" else None, "new_tokens": new_tokens}
     return model
 
