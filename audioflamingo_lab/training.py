@@ -205,11 +205,11 @@ def _rebuildable(config: dict) -> bool:
 
 
 def _checkpoint_keys(model, full: bool) -> list[str]:
-    """Parameter names (tied weights once) that train, plus the audio codebook's buffers (fitted data, 06d), or all
-    of them plus persistent buffers when `full`."""
+    """Parameter names (tied weights once) that train, plus the whole audio codebook (fitted data and gate, 06d,
+    trained or not), or all of them plus persistent buffers when `full`."""
     names = [n for n, p in model.named_parameters() if full or p.requires_grad]
     if not full:
-        return names + [k for k, _ in model.named_buffers() if k.startswith("codebook.")]
+        return names + [k for k in model.state_dict() if k.startswith("codebook.") and k not in names]
     aliases = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     return names + [k for k in model.state_dict() if k not in aliases]
 

@@ -81,3 +81,11 @@ def test_a_trainable_only_checkpoint_keeps_the_codebook():
     model = configure_trainable(build_model(config), "pretrain")
     keys = _checkpoint_keys(model, full=False)
     assert {"codebook.centroids", "codebook.words", "codebook.fitted", "codebook.alpha_code"} <= set(keys)
+
+
+def test_a_frozen_code_gate_is_saved_and_loads(tmp_path):
+    "With the new rows frozen the code gate is frozen too (07), but the checkpoint keeps it, as files made before did."
+    model = configure_trainable(coded_tiny(gate=1.5), "pretrain", new_tokens=False)
+    assert not model.codebook.alpha_code.requires_grad
+    again = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"))
+    assert float(again.codebook.alpha_code.detach()) == 1.5 and not again.codebook.alpha_code.requires_grad
