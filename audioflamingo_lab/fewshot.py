@@ -266,6 +266,7 @@ def evaluate(
     seeds: Sequence[int] = (0,),  # each seed draws other shots and orders; rows give mean and spread
     controls: Sequence[str] = (),  # any of CONTROLS
     control_at=None,  # [(select, k)] where controls run; default: the largest k of each selection
+    control_draws: int | None = None,  # controls on the first N seeds only (None: on every seed)
     matching: str = "strict",
     threshold: float = MATCH_THRESHOLD,
     baselines: bool = True,
@@ -298,7 +299,8 @@ def evaluate(
     results, prompts = defaultdict(list), []
     for seed in seeds:
         for k, s in runs:
-            row_controls = controls if (s, k) in control_at else ()
+            controlled = (s, k) in control_at and (control_draws is None or seed in list(seeds)[:control_draws])
+            row_controls = controls if controlled else ()
             conditions = _row_conditions(items, k, s, seed, pool, index, ways, order, row_controls)
             for condition, eps in conditions.items():
                 desc = f"seed {seed} k={k} {s} {condition}"
@@ -310,6 +312,7 @@ def evaluate(
                 for name, entry in _baseline_entries(conditions["model"], k, seed, majority, index, score).items():
                     results[s, k, name].append(entry)
     settings = dict(seeds=list(seeds), threshold=threshold, ways=ways, order=order, controls=list(controls))
+    settings.update(control_draws=control_draws)
     meta = _report_meta(settings, control_at, majority, items, checkpoint, index, manifest, prompts, decoding)
     return write_report(out, results, FewShotReport(metric, task, split, matching, meta=meta))
 

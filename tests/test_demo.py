@@ -78,3 +78,19 @@ def _demo_outputs(out: Path) -> dict:
         predictions=[(out / folder / "predictions.jsonl").read_text() for folder in ("eval", "eval-seen")],
         tensors={name: t.float().numpy().tobytes() for name, t in tensors.items()},
     )
+
+
+def test_demo_config_the_default_and_the_full_evaluation():
+    from audioflamingo_lab.demo import demo_config, FULL_EVAL
+
+    lean = demo_config()
+    assert lean.controls_at == (("balanced", 1),) and lean.control_draws == 1 and len(lean.eval_seeds) == 2
+    assert "random" not in lean.shots and lean.shots["rag"] == [0, 1, 4, 8]  # the must-show rows
+    full = demo_config(full_eval=True)
+    assert {k: getattr(full, k) for k in FULL_EVAL} == FULL_EVAL and full.steps == lean.steps
+    assert demo_config(quick=True, full_eval=True).steps == demo_config(quick=True).steps
+    assert demo_config(steps=40, eval_split="val").steps == 40 and demo_config(eval_split="val").eval_split == "val"
+    with pytest.raises(ValueError, match="one of quick"):
+        demo_config(quick=True, gpu=True)
+    help_text = subprocess.run([AFL, "demo", "--help"], capture_output=True, text=True, timeout=300).stdout
+    assert "--full_eval" in help_text

@@ -105,6 +105,21 @@ def test_an_audio_oracle_ignores_shot_audio_and_falls_to_chance_without_the_quer
     assert rep.row("balanced", 4)["score"] > row["ci95"][1]  # listening is visible: the control falls out of reach
 
 
+def test_controls_on_the_first_draw_only(tok, items, tmp_path):
+    "control_draws=1 runs the controls on seed 0 only and leaves the model rows as they were."
+    full = run(AudioOracle(tok, hear), items, tmp_path, "full", ways=3)
+    lean = run(AudioOracle(tok, hear), items, tmp_path, "lean", ways=3, control_draws=1)
+    lines = lambda name, c: [
+        x for x in map(json.loads, open(tmp_path / name / "predictions.jsonl")) if x["condition"] == c
+    ]
+    assert {x["seed"] for x in lines("lean", "no-query-audio")} == {0}
+    assert {x["seed"] for x in lines("full", "no-query-audio")} == {0, 1}
+    key = lambda x: (x["select"], x["shots"], x["seed"], x["id"], x["prediction"])
+    assert sorted(map(key, lines("lean", "model"))) == sorted(map(key, lines("full", "model")))
+    assert lean.row("balanced", 4, "no-query-audio")["score"] < lean.row("balanced", 4)["score"]
+    assert lean.meta["control_draws"] == 1 and full.meta["control_draws"] is None
+
+
 def test_empty_and_unrelated_answers_score_zero(tok, items, tmp_path):
     class Says(LabelCopier):
         def __init__(self, tok, word):
