@@ -63,7 +63,9 @@ def runs_table(folders, rows=(("balanced", 1), ("random", 4), ("rag", 1), ("rag"
     from audioflamingo_lab.fewshot_report import FewShotReport
 
     reports = [FewShotReport.from_json(Path(f) / "report.json") for f in folders]
-    seen = [FewShotReport.from_json(Path(f) / "eval-seen" / "report.json").row("none", 0)["score"] for f in folders]
+    seen_files = [Path(f) / "eval-seen" / "report.json" for f in folders]
+    seen_files = [p if p.exists() else p.parents[1] / "seen_report.json" for p in seen_files]  # a record's name
+    seen = [FewShotReport.from_json(p).row("none", 0)["score"] for p in seen_files]
     table = {"seen-zero-shot": {"model": (float(np.mean(seen)), float(np.std(seen)), seen)}}
     for select, k in rows:
         conditions = {r["condition"] for rep in reports for r in rep.rows if (r["select"], r["shots"]) == (select, k)}
