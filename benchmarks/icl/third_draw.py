@@ -1,7 +1,8 @@
 """The third shot draw (eval seed 2) of the default demo's runs, model rows only: what the 3-draw table would read.
 
 Run after `afl demo --out /work/runs/lean-s{1,2} --seed {1,2}` (seed 0's three draws are in
-benchmarks/results/demo/frozen-gate-s0/): `python benchmarks/icl/third_draw.py` -> benchmarks/results/demo/third_draw.json
+benchmarks/results/demo/frozen-gate-s0/): `python benchmarks/icl/third_draw.py`
+-> benchmarks/results/demo/third_draw.json
 """
 
 import json, sys, torch
