@@ -70,7 +70,6 @@ QUICK = dict(
     fewshot_every=2,
     episodes=(EPISODES[0], {**EPISODES[1], "k": [1, 1]}, EPISODES[2]),
     shots={"rag": [0, 4], "balanced": [1]},
-    controls_at=(("balanced", 1),),
 )
 # `--full_eval`: the complete table of the earlier records (codes-s0): 3 shot draws, random-4, the controls at RAG-4
 # too and on every draw. The default keeps the must-show rows inside 10 minutes on 2 CPU cores.

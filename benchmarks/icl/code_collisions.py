@@ -24,15 +24,10 @@ for s in range(3):
     vec = torch.as_tensor(
         embed_clips(items, model.encoder, cache_root=run / "cache", max_windows=model.config.max_windows)
     )
+    one_window = vec[:, None, None].float()  # a clip vector is its own 1-window clip: assign() reads it unchanged
     with codebook_fitted_on(model, index.items, run / "cache"):
-        code = dict(
-            zip(
-                [it.id for it in items],
-                (torch.nn.functional.normalize(vec.float(), dim=-1) @ model.codebook.centroids.float().T)
-                .argmax(-1)
-                .tolist(),
-            )
-        )
+        codes = model.codebook.assign(one_window, torch.ones(len(items), 1, 1, dtype=torch.bool))[:, 0]
+    code = dict(zip([it.id for it in items], codes.tolist()))
     for p in map(json.loads, open(run / "eval/predictions.jsonl")):
         if (p["select"], p["shots"], p["condition"]) != ("balanced", 1, "model"):
             continue
