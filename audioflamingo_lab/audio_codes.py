@@ -30,12 +30,16 @@ def code_words(n_codes: int, vocab_size: int, seed: int = 0) -> torch.Tensor:
 
 # %% ../nbs/06d_audio_codes.ipynb #b086647c
 class AudioCodebook(nn.Module):
-    "`n_codes` centroids over unit clip vectors; code c is spoken as the embedding row of token `words[c]`."
+    "`books` k-means books of `n_codes` centroids over unit clip vectors; book b's code c is token `words[b·n + c]`."
 
-    def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0):
+    def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1):
         super().__init__()
-        self.register_buffer("centroids", torch.zeros(n_codes, dim))
-        self.register_buffer("words", code_words(n_codes, vocab_size))
+        if books < 1:
+            raise ValueError(f"an audio codebook needs at least one book, got books={books}")
+        self.books, self.n_codes = books, n_codes
+        # stored flat (books·n_codes rows): one-book checkpoints from before books existed load unchanged
+        self.register_buffer("centroids", torch.zeros(books * n_codes, dim))
+        self.register_buffer("words", code_words(books * n_codes, vocab_size))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         self.alpha_code = nn.Parameter(torch.tensor(float(gate_init)))  # tanh gate: 0 = the plain LM
 
@@ -47,28 +51,33 @@ def fit(self: AudioCodebook, vectors, seed: int = 0, niter: int = 25) -> AudioCo
     import faiss
 
     x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-    n_codes, dim = self.centroids.shape
+    n_codes, dim = self.n_codes, self.centroids.shape[1]
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"clip vectors must be (N, {dim}), got {x.shape}")
     if len(x) < n_codes:
         raise ValueError(f"{len(x)} clips cannot fit {n_codes} codes: use fewer codes or a larger pool")
-    kmeans = faiss.Kmeans(dim, n_codes, niter=niter, seed=seed, spherical=True, min_points_per_centroid=1)
-    kmeans.train(x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12))
-    self.centroids.copy_(torch.from_numpy(kmeans.centroids))
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    for book in range(self.books):  # the books differ only by their k-means seed: each cuts the clips its own way
+        kmeans = faiss.Kmeans(
+            dim, n_codes, niter=niter, seed=seed + 1000 * book, spherical=True, min_points_per_centroid=1
+        )
+        kmeans.train(x)
+        self.centroids[book * n_codes : (book + 1) * n_codes] = torch.from_numpy(kmeans.centroids)
     self.fitted.fill_(True)
     return self
 
 # %% ../nbs/06d_audio_codes.ipynb #5e8352ed
 @patch
 def assign(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
-    "Codes (B, A) of the audios' clips: the nearest centroid, or -1 for an audio without windows."
+    "Codes (B, A, books) of the audios' clips: the nearest centroid of each book, or -1 for an audio without windows."
     if not bool(self.fitted):
         raise RuntimeError(
             "the audio codebook is not fitted: call fit_codebook(model, items, cache) on the pool the shots come from"
         )
     vectors = clip_vectors(window_embeds, media_mask)
-    codes = (vectors @ self.centroids.float().T).argmax(-1)
-    return torch.where(media_mask.any(-1), codes, torch.full_like(codes, -1))
+    similarity = vectors @ self.centroids.float().T  # (B, A, books·n_codes)
+    codes = similarity.unflatten(-1, (self.books, self.n_codes)).argmax(-1)
+    return torch.where(media_mask.any(-1, keepdim=True), codes, torch.full_like(codes, -1))
 
 # %% ../nbs/06d_audio_codes.ipynb #ed2046f1
 def sep_owner(input_ids, audio_id: int, audios_before=None) -> torch.Tensor:
@@ -77,16 +86,29 @@ def sep_owner(input_ids, audio_id: int, audios_before=None) -> torch.Tensor:
     return latest if audios_before is None else latest + torch.as_tensor(audios_before).view(-1, 1).to(latest)
 
 
+def _ahead(x: torch.Tensor, shift: int, fill) -> torch.Tensor:
+    "x[:, t + shift] at position t (`fill` past the end): what the token `shift` places later holds."
+    return x if shift == 0 else torch.cat([x[:, shift:], torch.full_like(x[:, :shift], fill)], 1)
+
+
 @patch
 def place_codes(self: AudioCodebook, embeds, input_ids, codes, token_rows, sep_id: int, audio_id: int, before=None):
-    "Embeddings (B, T, H) with each `<SEP>` blended toward its audio's code row by tanh(alpha_code)."
+    """Embeddings (B, T, H) with each `<SEP>` blended toward its audio's code rows by tanh(alpha_code): the last book
+    at `<SEP>`, book b `books - 1 - b` tokens in front of it."""
     owner = sep_owner(input_ids, audio_id, before)
     in_range = (owner >= 0) & (owner < codes.shape[1])
-    code = codes.gather(1, owner.clamp(0, codes.shape[1] - 1))
-    at = (input_ids == sep_id) & in_range & (code >= 0)
-    rows = token_rows[self.words[code.clamp(min=0)]].to(embeds.dtype)
-    blended = embeds + torch.tanh(self.alpha_code).to(embeds.dtype) * (rows - embeds)
-    return torch.where(at.unsqueeze(-1), blended, embeds)
+    code = codes.gather(1, owner.clamp(0, codes.shape[1] - 1).unsqueeze(-1).expand(-1, -1, codes.shape[2]))
+    at = (input_ids == sep_id) & in_range & (code[..., 0] >= 0)
+    gate, out = torch.tanh(self.alpha_code).to(embeds.dtype), embeds
+    for book in range(self.books):
+        shift = self.books - 1 - book
+        target = _ahead(at, shift, False)
+        strays = target & ((_ahead(owner, shift, -1) != owner) | (input_ids == audio_id))  # another block's tokens
+        if at[:, :shift].any() or strays.any():
+            raise ValueError(f"{self.books} code books need {shift} tokens of a clip's block in front of its <SEP>")
+        rows = token_rows[self.words[book * self.n_codes + _ahead(code[..., book], shift, 0).clamp(min=0)]]
+        out = torch.where(target.unsqueeze(-1), out + gate * (rows.to(embeds.dtype) - out), out)
+    return out
 
 # %% ../nbs/06d_audio_codes.ipynb #635265ea
 def fit_codebook(model, items, cache=None, seed: int = 0):

@@ -41,6 +41,7 @@ class DemoConfig:
     xattn_from: int = 22  # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
     audio_codes: int = 8  # a k-means code token per clip at its <SEP> (06d), refitted on each pool; 0 = AF1
     code_gate_init: float = 4.0  # tanh(4) = 0.999: the codes are in from step 0 (0 would be the plain LM)
+    code_books: int = 1  # k-means books per clip, a code token each, in front of <SEP> (06d: several books)
     mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
     # labels in the runs without codes, where closing the gates scored higher than the model: README)
     gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
@@ -129,6 +130,7 @@ def model_overrides(cfg: DemoConfig) -> dict:
         max_audios=1 + max(train_audios, eval_audios),
         audio_codes=cfg.audio_codes,
         code_gate_init=cfg.code_gate_init,
+        code_books=cfg.code_books,
     )
 
 # %% ../nbs/16_demo.ipynb #67922847
@@ -271,6 +273,7 @@ def demo(
     gpu: bool = False,
     precision: str | None = None,
     full_eval: bool = False,
+    code_books: int | None = None,
 ) -> dict:
     """The whole story: data -> training with listening-only episodes -> held-out few-shot report with baselines.
 
@@ -287,10 +290,19 @@ def demo(
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
         precision: auto (default: bf16-mixed where bf16 is native, else 32-true) | 32-true | bf16-mixed
         full_eval: the complete table (`FULL_EVAL`): 3 shot draws, random-4, controls at RAG-4 and on every draw
+        code_books: k-means books per clip, each a code token in front of its answer (1 = one code at `<SEP>`)
     """
     t0 = time.time()
     cfg = demo_config(
-        quick, gpu, seed, precision, full_eval, steps=steps, media_attention=media_attention, eval_split=eval_split
+        quick,
+        gpu,
+        seed,
+        precision,
+        full_eval,
+        steps=steps,
+        media_attention=media_attention,
+        eval_split=eval_split,
+        code_books=code_books,
     )
     with folder_lock(out):
         return _demo(Path(out), cfg, quick, overwrite, t0, data, cache)

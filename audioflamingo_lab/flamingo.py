@@ -83,9 +83,9 @@ def _add_audio_tokens(self: Flamingo):
 
 @patch
 def _audio_codebook(self: Flamingo) -> AudioCodebook:
-    "The codebook of `config.audio_codes` codes (06d), in front of the LM's embedding rows."
+    "The codebook (06d): `config.code_books` books of `config.audio_codes` codes, in front of the LM's embedding rows."
     rows, config = self.lm.get_input_embeddings().num_embeddings, self.config
-    return AudioCodebook(config.audio_codes, config.encoder_dim, rows, config.code_gate_init)
+    return AudioCodebook(config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books)
 
 
 @patch
@@ -195,7 +195,7 @@ def embed_windows(self: Flamingo, audio: torch.Tensor, media_mask: torch.Tensor)
 @patch
 def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None, return_codes: bool = False):
     """-> media (B, A·n, media_dim) and media_mask (B, A, n), or (None, None) without audio; with `return_codes` also
-    the audios' codes (B, A) when the model has a codebook (06d), else None."""
+    the audios' codes (B, A, books) when the model has a codebook (06d), else None."""
     if audio is None and audio_embeds is None:
         return (None, None, None) if return_codes else (None, None)
     if audio is not None and audio_embeds is not None:

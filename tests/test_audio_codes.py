@@ -51,7 +51,30 @@ def test_the_code_follows_the_query_audio():
     codes_a = model.codebook.assign(swapped, mask)
     swapped[0, 1] = far
     codes_b = model.codebook.assign(swapped, mask)
-    assert codes_a[0, 1] == 0 and codes_b[0, 1] != 0 and codes_a[0, 0] == codes_b[0, 0]
+    assert codes_a.shape == (1, 2, 1)  # (batch, audios, books)
+    assert codes_a[0, 1, 0] == 0 and codes_b[0, 1, 0] != 0 and codes_a[0, 0, 0] == codes_b[0, 0, 0]
+
+
+def test_two_code_books_change_two_tokens_per_clip_and_close_with_the_gates(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("tiny", encoder=None, audio_codes=3, code_books=2, code_gate_init=4.0).eval()
+    model.codebook.fit(torch.nn.functional.normalize(torch.randn(12, model.config.encoder_dim), dim=-1).numpy())
+    plain = copy.deepcopy(model.lm)
+    input_ids, emb, mask = two_audio_batch(model)
+    assert model.codebook.assign(emb, mask).shape == (1, 2, 2)
+    with torch.no_grad():
+        opened = model(input_ids, audio_embeds=emb, media_mask=mask).logits
+        with gates_closed(model):
+            closed = model(input_ids, audio_embeds=emb, media_mask=mask).logits
+        text_only = plain(input_ids).logits
+    assert torch.allclose(closed, text_only, atol=1e-5)
+    first_code = int((input_ids[0] == model.token_ids["sep"]).nonzero()[0]) - 1  # book 0 sits in front of <SEP>
+    assert torch.allclose(opened[0, :first_code], text_only[0, :first_code], atol=1e-5)
+    assert not torch.allclose(opened[0, first_code], text_only[0, first_code], atol=1e-3)
+    again = load_checkpoint(save_checkpoint(configure_trainable(model, "pretrain"), tmp_path / "m.safetensors")).eval()
+    assert again.codebook.books == 2 and torch.equal(again.codebook.centroids, model.codebook.centroids)
+    with torch.no_grad():
+        assert torch.allclose(again(input_ids, audio_embeds=emb, media_mask=mask).logits, opened, atol=1e-5)
 
 
 def test_an_unfitted_codebook_is_a_clear_error():
