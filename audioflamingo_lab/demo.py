@@ -41,7 +41,7 @@ class DemoConfig:
     xattn_from: int = 22  # ... of the top 8 of 30: the backward pass stops there (CPU minutes)
     audio_codes: int = 8  # a k-means code token per clip at its <SEP> (06d), refitted on each pool; 0 = AF1
     code_gate_init: float = 4.0  # tanh(4) = 0.999: the codes are in from step 0 (0 would be the plain LM)
-    code_books: int = 1  # k-means books per clip, a code token each, in front of <SEP> (06d: several books)
+    code_books: int = 3  # k-means books per clip, a code token each, in front of <SEP> (06d); chosen on val
     mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
     # labels in the runs without codes, where closing the gates scored higher than the model: README)
     gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
