@@ -293,11 +293,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             if _readable(path):
-                os.replace(path, path.with_name(path.name + ".prev"))  # keep the last good one
+                _keep_previous(path)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)  # a failed write leaves nothing behind
+
+
+def _keep_previous(path: Path):
+    "Copy `path` to `<name>.prev` by a hard link, so that `path` exists at every instant (a kill can land anywhere)."
+    link = path.with_name(f".{path.name}.prev.tmp")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+    except OSError:  # a file system without hard links: move it (for an instant there is no `path`)
+        os.replace(path, path.with_name(path.name + ".prev"))
+        return
+    os.replace(link, path.with_name(path.name + ".prev"))  # replacing the old .prev may be slow; `path` is still there
 
 
 def _readable(path: Path, full: bool = False) -> bool:

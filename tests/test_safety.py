@@ -572,6 +572,27 @@ def test_full_disk_during_last_ckpt_keeps_the_good_one(tmp_path, monkeypatch):
     )
 
 
+def test_last_ckpt_exists_at_every_instant_of_a_save(tmp_path, monkeypatch):
+    "The previous version is kept through a hard link first: a kill between two renames cannot lose last.ckpt."
+    from audioflamingo_lab.checkpoint import AtomicCheckpointIO
+
+    last, io = tmp_path / "last.ckpt", AtomicCheckpointIO()
+    io.save_checkpoint({"step": 4}, last)
+    real_replace, seen = os.replace, []
+
+    def replace(src, dst):
+        seen.append(last.exists())
+        real_replace(src, dst)
+        seen.append(last.exists())
+
+    monkeypatch.setattr(os, "replace", replace)
+    io.save_checkpoint({"step": 8}, last)
+    assert len(seen) == 4 and all(seen)  # two renames, last.ckpt there before and after each
+    assert torch.load(last, weights_only=True)["step"] == 8
+    assert torch.load(last.with_name("last.ckpt.prev"), weights_only=True)["step"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.prev"]  # no link or temp file left
+
+
 def test_unreadable_last_ckpt_resumes_from_the_previous_good_one(tmp_path):
     from audioflamingo_lab.run_folder import prepare_run_dir
 
