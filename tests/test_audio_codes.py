@@ -11,9 +11,9 @@ from audioflamingo_lab.training import configure_trainable
 from audioflamingo_lab.checkpoint import save_checkpoint, load_checkpoint, checkpoint_info
 
 
-def coded_tiny(gate: float):
+def coded_tiny(gate: float, books: int = 1):
     torch.manual_seed(0)
-    model = build_model("tiny", encoder=None, audio_codes=3, code_gate_init=gate).eval()
+    model = build_model("tiny", encoder=None, audio_codes=3, code_books=books, code_gate_init=gate).eval()
     vectors = torch.nn.functional.normalize(torch.randn(12, model.config.encoder_dim), dim=-1).numpy()
     model.codebook.fit(vectors)
     return model
@@ -27,15 +27,20 @@ def two_audio_batch(model):
     return torch.tensor([row]), emb, torch.ones(1, 2, 2, dtype=torch.bool)
 
 
-def test_gates_off_with_codes_is_the_plain_lm():
-    model = coded_tiny(gate=4.0)
-    plain = copy.deepcopy(model.lm)
+def open_closed_and_plain(model):
+    "The two-audio batch, and its logits with the codes open, with every gate closed, and from the plain LM."
     input_ids, emb, mask = two_audio_batch(model)
     with torch.no_grad():
         opened = model(input_ids, audio_embeds=emb, media_mask=mask).logits
         with gates_closed(model):
             closed = model(input_ids, audio_embeds=emb, media_mask=mask).logits
-        text_only = plain(input_ids).logits
+        text_only = copy.deepcopy(model.lm)(input_ids).logits
+    return (input_ids, emb, mask), opened, closed, text_only
+
+
+def test_gates_off_with_codes_is_the_plain_lm():
+    model = coded_tiny(gate=4.0)
+    (input_ids, _, _), opened, closed, text_only = open_closed_and_plain(model)
     assert torch.allclose(closed, text_only, atol=1e-5)
     assert not torch.allclose(opened, text_only, atol=1e-3)  # the open codes change what the LM reads
     sep = int((input_ids[0] == model.token_ids["sep"]).nonzero()[0])
@@ -56,17 +61,9 @@ def test_the_code_follows_the_query_audio():
 
 
 def test_two_code_books_change_two_tokens_per_clip_and_close_with_the_gates(tmp_path):
-    torch.manual_seed(0)
-    model = build_model("tiny", encoder=None, audio_codes=3, code_books=2, code_gate_init=4.0).eval()
-    model.codebook.fit(torch.nn.functional.normalize(torch.randn(12, model.config.encoder_dim), dim=-1).numpy())
-    plain = copy.deepcopy(model.lm)
-    input_ids, emb, mask = two_audio_batch(model)
+    model = coded_tiny(gate=4.0, books=2)
+    (input_ids, emb, mask), opened, closed, text_only = open_closed_and_plain(model)
     assert model.codebook.assign(emb, mask).shape == (1, 2, 2)
-    with torch.no_grad():
-        opened = model(input_ids, audio_embeds=emb, media_mask=mask).logits
-        with gates_closed(model):
-            closed = model(input_ids, audio_embeds=emb, media_mask=mask).logits
-        text_only = plain(input_ids).logits
     assert torch.allclose(closed, text_only, atol=1e-5)
     first_code = int((input_ids[0] == model.token_ids["sep"]).nonzero()[0]) - 1  # book 0 sits in front of <SEP>
     assert torch.allclose(opened[0, :first_code], text_only[0, :first_code], atol=1e-5)
