@@ -30,16 +30,19 @@ def code_words(n_codes: int, vocab_size: int, seed: int = 0) -> torch.Tensor:
 
 # %% ../nbs/06d_audio_codes.ipynb #b086647c
 class AudioCodebook(nn.Module):
-    "`books` k-means books of `n_codes` centroids over unit clip vectors; book b's code c is token `words[b·n + c]`."
+    """`books` k-means books over unit clip vectors, `n_codes` centroids each (or `sizes[b]` in book b, the book
+    farthest from `<SEP>` first); book b's code c is token `words[starts[b] + c]`."""
 
-    def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1):
+    def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1, sizes=None):
         super().__init__()
-        if books < 1:
-            raise ValueError(f"an audio codebook needs at least one book, got books={books}")
-        self.books, self.n_codes = books, n_codes
-        # stored flat (books·n_codes rows): one-book checkpoints from before books existed load unchanged
-        self.register_buffer("centroids", torch.zeros(books * n_codes, dim))
-        self.register_buffer("words", code_words(books * n_codes, vocab_size))
+        sizes = tuple(int(n) for n in sizes) if sizes else (n_codes,) * books
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"an audio codebook needs at least one book of at least one code, got sizes={sizes}")
+        self.books, self.sizes, self.n_codes = len(sizes), sizes, sizes[-1]  # n_codes: the book at <SEP>
+        self.starts = tuple(int(s) for s in np.cumsum((0, *sizes[:-1])))  # book b's first row in the flat tables
+        # stored flat (sum(sizes) rows): one-book checkpoints from before books existed load unchanged
+        self.register_buffer("centroids", torch.zeros(sum(sizes), dim))
+        self.register_buffer("words", code_words(sum(sizes), vocab_size))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         self.alpha_code = nn.Parameter(torch.tensor(float(gate_init)))  # tanh gate: 0 = the plain LM
 
@@ -51,18 +54,16 @@ def fit(self: AudioCodebook, vectors, seed: int = 0, niter: int = 25) -> AudioCo
     import faiss
 
     x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
-    n_codes, dim = self.n_codes, self.centroids.shape[1]
+    dim = self.centroids.shape[1]
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"clip vectors must be (N, {dim}), got {x.shape}")
-    if len(x) < n_codes:
-        raise ValueError(f"{len(x)} clips cannot fit {n_codes} codes: use fewer codes or a larger pool")
+    if len(x) < max(self.sizes):
+        raise ValueError(f"{len(x)} clips cannot fit {max(self.sizes)} codes: use fewer codes or a larger pool")
     x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
-    for book in range(self.books):  # the books differ only by their k-means seed: each cuts the clips its own way
-        kmeans = faiss.Kmeans(
-            dim, n_codes, niter=niter, seed=seed + 1000 * book, spherical=True, min_points_per_centroid=1
-        )
+    for book, (n, start) in enumerate(zip(self.sizes, self.starts)):  # each book cuts the clips its own way
+        kmeans = faiss.Kmeans(dim, n, niter=niter, seed=seed + 1000 * book, spherical=True, min_points_per_centroid=1)
         kmeans.train(x)
-        self.centroids[book * n_codes : (book + 1) * n_codes] = torch.from_numpy(kmeans.centroids)
+        self.centroids[start : start + n] = torch.from_numpy(kmeans.centroids)
     self.fitted.fill_(True)
     return self
 
@@ -75,8 +76,8 @@ def assign(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.T
             "the audio codebook is not fitted: call fit_codebook(model, items, cache) on the pool the shots come from"
         )
     vectors = clip_vectors(window_embeds, media_mask)
-    similarity = vectors @ self.centroids.float().T  # (B, A, books·n_codes)
-    codes = similarity.unflatten(-1, (self.books, self.n_codes)).argmax(-1)
+    similarity = vectors @ self.centroids.float().T  # (B, A, sum(sizes))
+    codes = torch.stack([part.argmax(-1) for part in similarity.split(self.sizes, -1)], -1)
     return torch.where(media_mask.any(-1, keepdim=True), codes, torch.full_like(codes, -1))
 
 # %% ../nbs/06d_audio_codes.ipynb #ed2046f1
@@ -106,7 +107,7 @@ def place_codes(self: AudioCodebook, embeds, input_ids, codes, token_rows, sep_i
         strays = target & ((_ahead(owner, shift, -1) != owner) | (input_ids == audio_id))  # another block's tokens
         if at[:, :shift].any() or strays.any():
             raise ValueError(f"{self.books} code books need {shift} tokens of a clip's block in front of its <SEP>")
-        rows = token_rows[self.words[book * self.n_codes + _ahead(code[..., book], shift, 0).clamp(min=0)]]
+        rows = token_rows[self.words[self.starts[book] + _ahead(code[..., book], shift, 0).clamp(min=0)]]
         out = torch.where(target.unsqueeze(-1), out + gate * (rows.to(embeds.dtype) - out), out)
     return out
 

@@ -42,6 +42,7 @@ class DemoConfig:
     audio_codes: int = 8  # a k-means code token per clip at its <SEP> (06d), refitted on each pool; 0 = AF1
     code_gate_init: float = 4.0  # tanh(4) = 0.999: the codes are in from step 0 (0 would be the plain LM)
     code_books: int = 3  # k-means books per clip, a code token each, in front of <SEP> (06d); chosen on val
+    code_sizes: tuple = ()  # codes in each book, the farthest from <SEP> first (06d); () = audio_codes in each
     mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
     # labels in the runs without codes, where closing the gates scored higher than the model: README)
     gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
@@ -131,6 +132,7 @@ def model_overrides(cfg: DemoConfig) -> dict:
         audio_codes=cfg.audio_codes,
         code_gate_init=cfg.code_gate_init,
         code_books=cfg.code_books,
+        code_sizes=tuple(cfg.code_sizes),
     )
 
 # %% ../nbs/16_demo.ipynb #67922847
@@ -255,7 +257,14 @@ def demo_config(quick=False, gpu=False, seed=0, precision=None, full_eval=False,
     if quick and gpu:
         raise ValueError("choose one of quick (CI-sized) and gpu (one-GPU schedule)")
     cfg = DemoConfig(seed=seed, **{**(QUICK if quick else GPU if gpu else {}), **(FULL_EVAL if full_eval else {})})
+    books, sizes = options.pop("code_books", None), options.pop("code_sizes", None)
     cfg = replace(cfg, **{name: value for name, value in options.items() if value is not None})
+    if sizes is not None and books not in (None, len(sizes)):
+        raise ValueError(f"code_sizes {list(sizes)} has {len(sizes)} books but code_books is {books}")
+    if sizes is not None:
+        cfg = replace(cfg, code_books=len(sizes), code_sizes=tuple(sizes))
+    elif books is not None:  # N books of audio_codes codes each
+        cfg = replace(cfg, code_books=books, code_sizes=())
     cfg = replace(cfg, precision=auto_precision(precision or cfg.precision))  # config.yaml records the choice
     return cfg
 
@@ -274,6 +283,7 @@ def demo(
     precision: str | None = None,
     full_eval: bool = False,
     code_books: int | None = None,
+    code_sizes: list[int] | None = None,
 ) -> dict:
     """The whole story: data -> training with listening-only episodes -> held-out few-shot report with baselines.
 
@@ -290,7 +300,8 @@ def demo(
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
         precision: auto (default: bf16-mixed where bf16 is native, else 32-true) | 32-true | bf16-mixed
         full_eval: the complete table (`FULL_EVAL`): 3 shot draws, random-4, controls at RAG-4 and on every draw
-        code_books: k-means books per clip, each a code token in front of its answer (1 = one code at `<SEP>`)
+        code_books: k-means books per clip, each a code token in front of its answer, `audio_codes` codes each
+        code_sizes: the codes of each book, the farthest from `<SEP>` first (`--code_sizes [32,16,8]`)
     """
     t0 = time.time()
     cfg = demo_config(
@@ -303,6 +314,7 @@ def demo(
         media_attention=media_attention,
         eval_split=eval_split,
         code_books=code_books,
+        code_sizes=code_sizes,
     )
     with folder_lock(out):
         return _demo(Path(out), cfg, quick, overwrite, t0, data, cache)

@@ -83,9 +83,13 @@ def _add_audio_tokens(self: Flamingo):
 
 @patch
 def _audio_codebook(self: Flamingo) -> AudioCodebook:
-    "The codebook (06d): `config.code_books` books of `config.audio_codes` codes, in front of the LM's embedding rows."
+    """The codebook (06d): `config.code_books` books of `config.audio_codes` codes (or `config.code_sizes`), in front
+    of the LM's embedding rows."""
     rows, config = self.lm.get_input_embeddings().num_embeddings, self.config
-    return AudioCodebook(config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books)
+    sizes = tuple(config.code_sizes)
+    if sizes and len(sizes) != config.code_books:
+        raise ValueError(f"code_sizes {sizes} has {len(sizes)} books but code_books is {config.code_books}")
+    return AudioCodebook(config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books, sizes)
 
 
 @patch
@@ -304,7 +308,8 @@ def generate(
         pad_token_id=self.token_ids["pad"],
     )
     kw.update(hf_generate_kwargs)
-    kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + [self.token_ids["audio"]]  # never emit <audio>
+    template_only = [self.token_ids["audio"], self.token_ids["sep"]]  # a generated <SEP> has no room for its codes
+    kw["suppress_tokens"] = list(kw.get("suppress_tokens") or []) + template_only
     with self._media(media, media_mask, audios_before, codes=codes):
         return self.lm.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 

@@ -45,6 +45,7 @@ class FlamingoConfig:
     audio_codes: int = 0  # not in AF1: a k-means code token per clip at its <SEP> (06d); 0 = off
     code_gate_init: float = 0.0  # tanh gate of the code tokens: 0 = the plain LM, 4 = the codes almost fully in
     code_books: int = 1  # k-means books per clip, one code token each, the last at <SEP> (06d: several books)
+    code_sizes: tuple = ()  # codes in each book, the farthest from <SEP> first; () = audio_codes in every book
     max_tokens: int = 512  # AF1 truncates sequences at 512 tokens
     dtype: str = "float32"  # "bfloat16" on GPUs
 

@@ -11,9 +11,10 @@ from audioflamingo_lab.training import configure_trainable
 from audioflamingo_lab.checkpoint import save_checkpoint, load_checkpoint, checkpoint_info
 
 
-def coded_tiny(gate: float, books: int = 1):
+def coded_tiny(gate: float, books: int = 1, sizes: tuple = ()):
     torch.manual_seed(0)
-    model = build_model("tiny", encoder=None, audio_codes=3, code_books=books, code_gate_init=gate).eval()
+    shape = dict(audio_codes=3, code_books=books, code_sizes=sizes, code_gate_init=gate)
+    model = build_model("tiny", encoder=None, **shape).eval()
     vectors = torch.nn.functional.normalize(torch.randn(12, model.config.encoder_dim), dim=-1).numpy()
     model.codebook.fit(vectors)
     return model
@@ -61,7 +62,7 @@ def test_the_code_follows_the_query_audio():
 
 
 def test_two_code_books_change_two_tokens_per_clip_and_close_with_the_gates(tmp_path):
-    model = coded_tiny(gate=4.0, books=2)
+    model = coded_tiny(gate=4.0, books=2, sizes=(4, 3))  # books of different sizes: 7 centroid rows
     (input_ids, emb, mask), opened, closed, text_only = open_closed_and_plain(model)
     assert model.codebook.assign(emb, mask).shape == (1, 2, 2)
     assert torch.allclose(closed, text_only, atol=1e-5)
@@ -69,7 +70,7 @@ def test_two_code_books_change_two_tokens_per_clip_and_close_with_the_gates(tmp_
     assert torch.allclose(opened[0, :first_code], text_only[0, :first_code], atol=1e-5)
     assert not torch.allclose(opened[0, first_code], text_only[0, first_code], atol=1e-3)
     again = load_checkpoint(save_checkpoint(configure_trainable(model, "pretrain"), tmp_path / "m.safetensors")).eval()
-    assert again.codebook.books == 2 and torch.equal(again.codebook.centroids, model.codebook.centroids)
+    assert again.codebook.sizes == (4, 3) and torch.equal(again.codebook.centroids, model.codebook.centroids)
     with torch.no_grad():
         assert torch.allclose(again(input_ids, audio_embeds=emb, media_mask=mask).logits, opened, atol=1e-5)
 
@@ -109,3 +110,17 @@ def test_a_frozen_code_gate_is_saved_and_loads(tmp_path):
     assert not model.codebook.alpha_code.requires_grad
     again = load_checkpoint(save_checkpoint(model, tmp_path / "m.safetensors"))
     assert float(again.codebook.alpha_code.detach()) == 1.5 and not again.codebook.alpha_code.requires_grad
+
+
+def test_generation_never_writes_sep_or_audio():
+    "A generated <SEP> would need code tokens in front of it (in the KV cache already): generate suppresses it."
+    model = coded_tiny(gate=4.0, books=2)
+    input_ids, emb, mask = two_audio_batch(model)
+    head = model.lm.get_output_embeddings()
+    bias = torch.zeros(head.out_features)
+    bias[[model.token_ids["sep"], model.token_ids["audio"]]] = 100.0  # the LM would rather write them than anything
+    head.bias = torch.nn.Parameter(bias)
+    with torch.no_grad():
+        out = model.generate(input_ids, audio_embeds=emb, media_mask=mask, max_new_tokens=4, do_sample=False)
+    new = out[0, input_ids.shape[1] :].tolist()
+    assert len(new) == 4 and model.token_ids["sep"] not in new and model.token_ids["audio"] not in new
