@@ -5,8 +5,9 @@ codes are compared from `<SEP>` backwards (the heads match the nearest tokens fi
 matching run win, and a tie between labels gets a share. No shot matching even the `<SEP>` code counts as wrong
 (the frozen LM then often ends its answer at once). Balanced 5-way 1-shot: 3 shot draws; RAG-k: the k nearest pool
 clips (cosine). k-means seeds 0, 1, 2. Usage:
-    python benchmarks/icl/code_match_proxy.py OUT.json
-Record: benchmarks/results/audio_codes/code_match_proxy.json.
+    python benchmarks/icl/code_match_proxy.py OUT.json [SPLIT]   (SPLIT: val, the default, or test)
+Records: benchmarks/results/audio_codes/code_match_proxy.json (val, before choosing); code_match_proxy_test.json (test,
+read after the demo's test runs to see whether the stand-in also predicts test; not used to choose anything).
 """
 
 import json, sys, time
@@ -22,7 +23,8 @@ SIZES = ["8", "8,8,8", "12,12,12", "16,16,16", "24,24,24", "8,12,16", "16,12,8",
          "48,24,8", "64,32,8", "32,16,6", "16", "16,16"]  # fmt: skip
 cfg = DemoConfig()
 encoder = build_encoder(cfg.encoder, window_s=cfg.window_s, hop_s=cfg.hop_s)
-pool, queries = read_manifest(H, split="train"), read_manifest(H, split="val")
+SPLIT = sys.argv[2] if len(sys.argv) > 2 else "val"
+pool, queries = read_manifest(H, split="train"), read_manifest(H, split=SPLIT)
 
 
 def unit_vectors(items):
@@ -75,8 +77,9 @@ for name in SIZES:
     rows[name] = {row: round(float(np.mean(v)), 3) for row, v in got.items()}
     print(name, rows[name], flush=True)
 what = (
-    "code-match stand-in for the LM (no LM): spoken_languages val queries (5 languages, 50), pool: the train split of"
-    " all 11 languages; k-means seeds 0-2; balanced 5-way 1-shot over shot draws 0-2; used to pick the LM sweep's sizes"
+    f"code-match stand-in for the LM (no LM): spoken_languages {SPLIT} queries ({len(queries)}), pool: the train split"
+    " of all 11 languages; k-means seeds 0-2; balanced 5-way 1-shot over shot draws 0-2"
+    + ("; used to pick the LM sweep's sizes" if SPLIT == "val" else "; read after the test runs, chose nothing")
 )
 json.dump(
     dict(what=what, command=" ".join(sys.argv), seconds=round(time.time() - t0), rows=rows),
