@@ -35,6 +35,8 @@ class AudioCodebook(nn.Module):
 
     def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1, sizes=None):
         super().__init__()
+        if sizes and books not in (1, len(sizes)):
+            raise ValueError(f"sizes {tuple(sizes)} make {len(sizes)} books, not books={books}")
         sizes = tuple(int(n) for n in sizes) if sizes else (n_codes,) * books
         if not sizes or min(sizes) < 1:
             raise ValueError(f"an audio codebook needs at least one book of at least one code, got sizes={sizes}")

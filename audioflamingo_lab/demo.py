@@ -302,7 +302,7 @@ def demo(
         precision: auto (default: bf16-mixed where bf16 is native, else 32-true) | 32-true | bf16-mixed
         full_eval: the complete table (`FULL_EVAL`): 3 shot draws, random-4, controls at RAG-4 and on every draw
         code_books: k-means books per clip, each a code token in front of its answer, `audio_codes` codes each
-        code_sizes: the codes of each book, the farthest from `<SEP>` first (`--code_sizes [32,16,8]`)
+        code_sizes: the codes of each book, the farthest from `<SEP>` first (`--code_sizes "[32,16,8]"`)
     """
     t0 = time.time()
     cfg = demo_config(
