@@ -49,6 +49,9 @@ class FlamingoConfig:
     max_tokens: int = 512  # AF1 truncates sequences at 512 tokens
     dtype: str = "float32"  # "bfloat16" on GPUs
 
+    def __post_init__(self):
+        self.code_sizes = tuple(self.code_sizes)  # JSON and YAML give lists: a loaded config equals the saved one
+
 # %% ../nbs/06a_flamingo_config.ipynb #22be2f40
 RENAMED_FIELDS = {"audio_layers": "audio_depth", "lm": "lm_name"}  # old name -> current name
 
