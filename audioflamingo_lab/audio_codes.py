@@ -35,12 +35,12 @@ class AudioCodebook(nn.Module):
 
     def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1, sizes=None):
         super().__init__()
-        if sizes and books not in (1, len(sizes)):
-            raise ValueError(f"sizes {tuple(sizes)} make {len(sizes)} books, not books={books}")
+        if sizes and len(sizes) != books:
+            raise ValueError(f"code sizes {tuple(sizes)} make {len(sizes)} books, not {books}")
         sizes = tuple(int(n) for n in sizes) if sizes else (n_codes,) * books
         if not sizes or min(sizes) < 1:
             raise ValueError(f"an audio codebook needs at least one book of at least one code, got sizes={sizes}")
-        self.books, self.sizes, self.n_codes = len(sizes), sizes, sizes[-1]  # n_codes: the book at <SEP>
+        self.books, self.sizes = len(sizes), sizes
         self.starts = tuple(int(s) for s in np.cumsum((0, *sizes[:-1])))  # book b's first row in the flat tables
         # stored flat (sum(sizes) rows): one-book checkpoints from before books existed load unchanged
         self.register_buffer("centroids", torch.zeros(sum(sizes), dim))

@@ -86,10 +86,9 @@ def _audio_codebook(self: Flamingo) -> AudioCodebook:
     """The codebook (06d): `config.code_books` books of `config.audio_codes` codes (or `config.code_sizes`), in front
     of the LM's embedding rows."""
     rows, config = self.lm.get_input_embeddings().num_embeddings, self.config
-    sizes = tuple(config.code_sizes)
-    if sizes and len(sizes) != config.code_books:
-        raise ValueError(f"code_sizes {sizes} has {len(sizes)} books but code_books is {config.code_books}")
-    return AudioCodebook(config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books, sizes)
+    return AudioCodebook(
+        config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books, config.code_sizes
+    )
 
 
 @patch
