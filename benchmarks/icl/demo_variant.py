@@ -1,0 +1,24 @@
+"""The demo with some `DemoConfig` fields changed, to try a setting on val before it becomes the default. Usage:
+    python benchmarks/icl/demo_variant.py OUT SEED SPLIT STEPS 'dict(field=value, ...)'
+The expression may use EPISODES (the demo's episode mix). Data and cache are the README's shared val build.
+Records: benchmarks/results/demo/rag8-val-s0/, rag8-val-s1/.
+"""
+
+import sys
+from dataclasses import replace
+import audioflamingo_lab.demo as D
+
+out, seed, split, steps, change = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+orig = D.demo_config
+
+
+def demo_config(*a, **kw):
+    cfg = orig(*a, **kw)
+    fields = eval(change, {"D": D, "EPISODES": D.EPISODES})
+    print("variant:", fields, file=sys.stderr)
+    return replace(cfg, **fields)
+
+
+D.demo_config = demo_config
+data, cache = "/work/runs/lean-s0/data", "/work/runs/lean-s0/cache"
+D.demo(out=out, seed=seed, eval_split=split, steps=steps, data=data, cache=cache)
