@@ -84,7 +84,10 @@ def encode_file(
         duration=duration,
         pad=False,
     )  # decodes only what the windows keep
-    with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
+    with (
+        torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()),
+        torch.autocast(self.device.type, enabled=False),  # float32 whatever the caller's precision
+    ):
         emb = self(windows[None].to(self.device))[0].float().cpu()
     if pad and max_windows is not None and len(emb) < max_windows:
         emb = torch.cat([emb, emb.new_zeros(max_windows - len(emb), emb.shape[1])])
@@ -272,6 +275,7 @@ def entry(self: EmbeddingCache, path, start=None, duration=None) -> Path:
         self.max_windows,
         start,
         duration,
+        "fp32",  # entries since encode_file ignores autocast; older ones may hold bf16-autocast output
     ]
     key = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
     return self.root / key[:2] / f"{key}.safetensors"

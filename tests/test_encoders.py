@@ -271,6 +271,20 @@ def test_cache_key_tracks_file_contents_and_encoder(tmp_path, clips):
     assert EmbeddingCache(tmp_path / "cache", enc, max_windows=8).entry(clips[1]) != cache.entry(clips[1])
 
 
+def test_cache_entries_do_not_depend_on_the_callers_autocast(tmp_path, clips):
+    # a bf16 demo and a float32 demo share one cache folder: the key has no precision, so neither may leak into it
+    enc = MelConvEncoder(dim=64)
+    x = torch.randn(1, 2, 7 * 16000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = enc(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not torch.equal(enc(x).float(), reference)  # autocast does reach a plain forward
+    plain = EmbeddingCache(tmp_path / "fp32", enc).get(clips[1])[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_bf16 = EmbeddingCache(tmp_path / "bf16", enc).get(clips[1])[0]
+    assert under_bf16.dtype == torch.float32 and torch.equal(under_bf16, plain)
+
+
 def test_truncated_entry_is_recomputed(tmp_path, clips):
     enc = MelConvEncoder(dim=64)
     cache = EmbeddingCache(tmp_path / "cache", enc)
