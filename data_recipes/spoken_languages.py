@@ -7,11 +7,15 @@ at the end). Each language has a pool of `train` clips (the shots: retrieved or 
 split (`val` or `test`). A query's options are the languages of its group. English is left out: the English narrator
 may also speak in stamp sounds that training uses. Licence: GPL-2.0-or-later (Tux Paint stamps).
 
+One recording often sits under several stamps (Lithuanian: 88 files, 22 recordings), so clips are drawn from distinct
+recordings: no query is a copy of a shot. A language with too few recordings for `n_queries` keeps its pool and gets
+fewer queries (Lithuanian: 16 pool clips, 6 queries); the README of the built set lists the counts.
+
     python -m data_recipes.spoken_languages --out data/spoken_languages --quick
 """
 
 from __future__ import annotations
-import re, shutil
+import hashlib, re, shutil
 from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
@@ -53,6 +57,36 @@ def find_descriptions(root=None) -> dict[str, list[Path]]:
     return found
 
 
+def distinct_files(files: list[Path]) -> list[Path]:
+    "The first of each group of byte-identical files (the same recording under several stamp names)."
+    seen = {}
+    for f in files:
+        seen.setdefault(hashlib.sha256(f.read_bytes()).hexdigest(), f)
+    return list(seen.values())
+
+
+def read_clip(f: Path, max_seconds: float, sample_rate: int) -> np.ndarray:
+    "The first `max_seconds` of `f`, mono, at `sample_rate`."
+    import soundfile as sf, soxr
+
+    x, sr = sf.read(f, dtype="float64", always_2d=True)
+    x = x.mean(1)[: int(max_seconds * sr)]
+    return soxr.resample(x, sr, sample_rate) if sr != sample_rate else x
+
+
+def draw_clips(files: list[Path], n: int, rng, max_seconds: float, sample_rate: int) -> list[tuple[Path, np.ndarray]]:
+    "Up to `n` clips of distinct recordings, in `rng`'s order; files whose clip equals an earlier one are skipped."
+    clips, seen = [], set()
+    for i in rng.permutation(len(files)):
+        x = read_clip(files[i], max_seconds, sample_rate)
+        if (key := hashlib.sha256(x.astype(np.float32).tobytes()).hexdigest()) not in seen:
+            seen.add(key)
+            clips.append((files[i], x))
+        if len(clips) == n:
+            break
+    return clips
+
+
 def build(
     out,
     quick: bool = False,
@@ -64,14 +98,13 @@ def build(
     sample_rate: int = SAMPLE_RATE,
     root=None,
 ) -> Path:
-    "Write the held-out spoken-languages set into `out`; returns the manifest path."
-    import soundfile as sf, soxr
-
-    n_pool, n_queries = n_pool or (4 if quick else 16), n_queries or (2 if quick else 10)
-    found = find_descriptions(root)
-    if short := {c: len(f) for c, f in found.items() if len(f) < n_pool + n_queries}:
+    """Write the held-out spoken-languages set into `out`; returns the manifest path. Each language gets `n_pool` pool
+    clips and up to `n_queries` queries, all of distinct recordings."""
+    n_pool, n_queries = n_pool or (4 if quick else 16), n_queries or (2 if quick else 20)
+    found = {code: distinct_files(files) for code, files in find_descriptions(root).items()}
+    if short := {c: len(f) for c, f in found.items() if len(f) < n_pool + 2}:
         raise RuntimeError(
-            f"too few spoken descriptions for {short} (need {n_pool + n_queries} each): "
+            f"too few distinct spoken descriptions for {short} (need {n_pool} pool clips and 2 queries each): "
             "is tuxpaint-stamps-default installed completely?"
         )
     out = prepare_out(out, overwrite)
@@ -79,17 +112,16 @@ def build(
         "val": [c for c in LANGUAGES if c in VAL_LANGUAGES],
         "test": [c for c in LANGUAGES if c not in VAL_LANGUAGES],
     }
-    items = []
+    items, counts = [], {}
     for group, codes in groups.items():
         options = sorted(LANGUAGES[c] for c in codes)
         for code in tqdm(codes, desc=f"spoken_languages ({group})", unit="language"):
-            files = found[code]
-            chosen = rng_for(seed, "languages", code).choice(len(files), n_pool + n_queries, replace=False)
-            for j, f in enumerate(sorted(files[i] for i in chosen)):
-                x, sr = sf.read(f, dtype="float64", always_2d=True)
-                x = x.mean(1)[: int(max_seconds * sr)]
-                if sr != sample_rate:
-                    x = soxr.resample(x, sr, sample_rate)
+            rng = rng_for(seed, "languages", code)
+            clips = draw_clips(found[code], n_pool + n_queries, rng, max_seconds, sample_rate)
+            if len(clips) < n_pool + 2:
+                raise RuntimeError(f"{LANGUAGES[code]}: {len(clips)} distinct clips, need {n_pool} pool clips + 2")
+            counts[LANGUAGES[code]] = (n_pool, len(clips) - n_pool)
+            for j, (f, x) in enumerate(clips):
                 split = "train" if j < n_pool else group
                 path = str(write_wav(out / "audio" / f"{code}-{j:02d}.wav", x, sample_rate))
                 items.append(
@@ -115,8 +147,8 @@ def build(
 Held-out real recordings: Tux Paint spoken stamp descriptions, first {max_seconds:g} s, {sample_rate} Hz mono.
 val languages: {", ".join(LANGUAGES[c] for c in groups["val"])}; \
 test languages: {", ".join(LANGUAGES[c] for c in groups["test"])}.
-Per language {n_pool} pool clips (split train: the shots) and {n_queries} queries (split val or test). \
-Licence: {LICENSE}.""",
+Per language {n_pool} pool clips (split train: the shots) and up to {n_queries} queries (split val or test), all of \
+distinct recordings: {"; ".join(f"{lang} {p} + {q}" for lang, (p, q) in counts.items())}. Licence: {LICENSE}.""",
     )
     return write_manifest(items, out / MANIFEST, overwrite=overwrite)
 

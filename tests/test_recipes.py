@@ -372,3 +372,25 @@ def test_spoken_languages_is_held_out_from_every_training_source(tmp_path):
     stamps = {str(ogg.relative_to(ogg.parents[len(ogg.parents) - 5])) for ogg, _ in stamp_sounds()}
     assert not used & stamps and not any("_desc" in s or "symbols/" in s for s in stamps)
     assert not {LANGUAGES[c] for c in LANGUAGES} & {"english"}
+    assert len({hashlib.sha256(Path(it.audio).read_bytes()).hexdigest() for it in items}) == len(items)  # no copies
+
+
+def test_spoken_languages_draws_distinct_recordings_and_shortens_a_small_language(tmp_path):
+    "A recording filed under several stamps is drawn once: no query is a copy of a shot (Lithuanian: 88 files, 22)."
+    from data_recipes.spoken_languages import LANGUAGES, build as build_languages
+
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    for n, code in enumerate(LANGUAGES):
+        for i in range(7 if code == "lt" else 12):
+            tone = 0.3 * np.sin(np.arange(4000) * (0.01 + 0.002 * i + 0.0003 * n))
+            sf.write(stamps / f"s{i}_desc_{code}.ogg", tone, 16000)
+    for i in range(8):  # one Lithuanian recording under other stamp names
+        (stamps / f"copy{i}_desc_lt.ogg").write_bytes((stamps / f"s{i % 3}_desc_lt.ogg").read_bytes())
+    m = build_languages(tmp_path / "sl", n_pool=4, n_queries=6, root=stamps)
+    items = read_manifest(m)
+    assert len({hashlib.sha256(Path(it.audio).read_bytes()).hexdigest() for it in items}) == len(items)
+    per = lambda lang, split: sum(it.answer == lang and it.split == split for it in items)
+    assert per("lithuanian", "train") == 4 and per("lithuanian", "val") == 3  # 7 recordings: the pool, then 3 queries
+    assert per("french", "train") == 4 and per("french", "test") == 6
+    assert "lithuanian 4 + 3" in (tmp_path / "sl" / "README.md").read_text()
