@@ -223,14 +223,19 @@ def multilabel_f1(predictions: Sequence[str], answers: Sequence[str], average: s
     return float(f1_from_counts(counts.sum(0), average))
 
 # %% ../nbs/12_evaluation.ipynb #c4b83162
-def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    "Wilson score interval of a proportion `correct / n`."
+def wilson_interval(correct: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion `correct / n`. `correct` may be fractional (a sum of per-query means over
+    shot draws); scipy's binomtest takes whole counts only, so that case uses the same formula directly."""
     if n <= 0:
         raise ValueError("an interval needs at least one item")
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest, norm
 
-    ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    if float(correct).is_integer():
+        ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+        return float(ci.low), float(ci.high)
+    p, z = correct / n, norm.ppf(0.5 + confidence / 2)
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((centre - half) / (1 + z * z / n)), float((centre + half) / (1 + z * z / n))
 
 
 def bootstrap_interval(

@@ -13,8 +13,8 @@ from .evaluation import wilson_interval
 from .fewshot_controls import CONTROLS
 
 # %% auto #0
-__all__ = ['ROW_KIND', 'OUTPUTS', 'FewShotReport', 'curves', 'class_curves', 'largest_k_classes', 'table', 'plot', 'prepare_out',
-           'write_report']
+__all__ = ['ROW_KIND', 'OUTPUTS', 'FewShotReport', 'per_query', 'curves', 'class_curves', 'largest_k_classes', 'table', 'plot',
+           'prepare_out', 'write_report']
 
 # %% ../nbs/12d_fewshot_report.ipynb #5fb7bd60
 ROW_KIND = {
@@ -56,18 +56,28 @@ class FewShotReport:
         return cls(**json.loads(text))
 
 # %% ../nbs/12d_fewshot_report.ipynb #628ebb27
+def per_query(entries) -> list:
+    "Each query's mean per-item value over the seeds (shot draws) that asked it; None where a value is missing."
+    by_query = defaultdict(list)
+    for e in entries:
+        ids = [line["id"] for line in e["lines"]] or range(len(e["per_item"]))
+        for query, v in zip(ids, e["per_item"]):
+            by_query[query].append(v)
+    return [None if None in vs else float(np.mean(vs)) for vs in by_query.values()]
+
+
 def _row(metric, select, k, condition, entries, ways, order) -> dict:
-    "Mean and spread over seeds, and the 95 % interval pooled over all seeds' items."
+    "Mean and spread over seeds, and a 95 % interval over the queries (each query once: its mean over the seeds)."
     scores = [e["score"] for e in entries]
-    pooled = [v for e in entries for v in e["per_item"]]
+    queries = per_query(entries)
     if condition == "chance":
         ci = (min(scores), max(scores))  # a number, not an estimate
     elif metric == "accuracy":
-        ci = wilson_interval(int(sum(pooled)), len(pooled))
-    elif all(v is not None for v in pooled):
+        ci = wilson_interval(sum(queries), len(queries))
+    elif all(v is not None for v in queries):
         from audioflamingo_lab.evaluation import bootstrap_interval
 
-        ci = bootstrap_interval(np.asarray(pooled, float))
+        ci = bootstrap_interval(np.asarray(queries, float))
     else:
         ci = (min(scores), max(scores))  # F1: no per-item value; the range over seeds
     row = {

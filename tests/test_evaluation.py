@@ -152,6 +152,16 @@ def test_wilson_contains_point_and_narrows():
     assert widths[0] > widths[1] > widths[2] > 0
 
 
+def test_wilson_of_a_fractional_count_is_scipys_formula():
+    "A sum of per-query means is fractional; its interval meets scipy's at the whole counts on either side."
+    for k, n in [(0, 5), (3, 10), (60, 120), (10, 10)]:
+        for nudge in (1e-9, -1e-9):
+            if 0 <= k + nudge <= n:
+                assert np.allclose(wilson_interval(k + nudge, n), wilson_interval(k, n), atol=1e-6)
+    lo, hi = wilson_interval(55.5, 60)
+    assert wilson_interval(55, 60)[0] < lo < wilson_interval(56, 60)[0] and lo < 55.5 / 60 < hi
+
+
 def test_bootstrap_contains_point_narrows_and_is_seeded():
     rng = np.random.default_rng(1)
     small, large = rng.normal(size=20), rng.normal(size=2000)

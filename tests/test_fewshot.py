@@ -146,10 +146,12 @@ def test_report_files_rows_and_round_trip(tok, items, tmp_path):
     assert rep.matching == "strict" and rep.meta["seeds"] == [0, 1] and rep.meta["prompts"][0]["text"].endswith(SEP)
     r = rep.row("random", 4)
     assert r["seeds"] == 2 and len(r["per_seed"]) == 2 and r["n"] == 20 and r["kind"] == "model"
-    assert r["ci95"] == list(wilson_interval(round(sum(r["per_seed"]) * 20), 40))  # pooled over both seeds
     assert r["spread"] == pytest.approx(abs(r["per_seed"][0] - r["per_seed"][1]) / 2**0.5)
     lines = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
     one = next(l for l in lines if l["select"] == "rag" and l["shots"] == 4 and l["condition"] == "model")
+    random4 = [l for l in lines if (l["select"], l["shots"], l["condition"]) == ("random", 4, "model")]
+    correct = sum(l["score"] for l in random4) / 2  # each query's mean over its two draws, summed
+    assert len({l["id"] for l in random4}) == 20 and r["ci95"] == list(wilson_interval(correct, 20))  # not 40 trials
     assert {"id", "seed", "prediction", "matched", "answer", "score", "shot_ids", "shot_labels"} <= one.keys()
     assert len(one["shot_ids"]) == 4 and one["matched"] == one["prediction"]
     assert rep.row("balanced", 1)["ways"] == 5 and rep.row("rag", 4)["order"] == "shuffle"
