@@ -5,11 +5,12 @@ test languages (shot draw 0), and two label-free scores of the fit on the pool a
 neighbour has the same three codes, and how many it shares on average).
 
 Read after the test runs; it chooses nothing. It asks whether a fit could be chosen on val or without labels. Usage:
-    python benchmarks/icl/fit_lottery.py DATA_DIR CACHE N_FITS OUT.json
-Record: benchmarks/results/audio_codes/fit_lottery.json (held-out set v2).
+    python benchmarks/icl/fit_lottery.py DATA_DIR CACHE N_FITS OUT.json [--books 3] [--splits val,test]
+Records: benchmarks/results/audio_codes/fit_lottery.json (held-out set v2, three books); fit_lottery_books_val.json
+(val only: three against six books, written with --splits val).
 """
 
-import json, sys
+import argparse, json, sys
 import faiss, numpy as np
 from audioflamingo_lab.demo import DemoConfig
 from audioflamingo_lab.encoders import build_encoder
@@ -17,7 +18,12 @@ from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.rag import embed_clips
 from audioflamingo_lab.icl import BalancedShots, make_episodes
 
-H, CACHE = f"{sys.argv[1]}/spoken_languages/manifest.jsonl", sys.argv[2]
+ap = argparse.ArgumentParser()
+ap.add_argument("data"), ap.add_argument("cache"), ap.add_argument("fits", type=int), ap.add_argument("out")
+ap.add_argument("--books", type=int, default=3)
+ap.add_argument("--splits", default="val,test")
+args = ap.parse_args()
+H, CACHE = f"{args.data}/spoken_languages/manifest.jsonl", args.cache
 cfg = DemoConfig()
 enc = build_encoder(cfg.encoder, window_s=cfg.window_s, hop_s=cfg.hop_s)
 items = read_manifest(H)
@@ -35,7 +41,7 @@ S = P @ P.T
 np.fill_diagonal(S, -9)
 nn = S.argmax(1)
 splits = {}
-for sp in ("val", "test"):
+for sp in args.splits.split(","):
     qs = [it for it in items if it.split == sp]
     Q = unit(qs)
     eps = make_episodes(qs, BalancedShots(pool, ways=5, seed=0), 1)
@@ -52,8 +58,8 @@ def fit(f, books=3):
 
 
 rows = []
-for f in range(int(sys.argv[3])):
-    code = fit(f)
+for f in range(args.fits):
+    code = fit(f, args.books)
     cp = code(P)
     full = float(np.mean((cp == cp[nn]).all(1)))
     shared = float(np.mean((cp == cp[nn]).sum(1)))
@@ -69,19 +75,16 @@ for f in range(int(sys.argv[3])):
         out[sp] = round(float(np.mean(acc)), 3)
     rows.append(out)
     print(out, flush=True)
-a = np.array([[r["nn_full"], r["nn_shared"], r["val"], r["test"]] for r in rows])
+names = list(splits)
+a = np.array([[r["nn_full"], r["nn_shared"], *(r[sp] for sp in names)] for r in rows])
 corr = lambda i, j: round(float(np.corrcoef(a[:, i], a[:, j])[0, 1]), 3)
-summary = {
-    "val_vs_test": corr(2, 3),
-    "nn_full_vs_val": corr(0, 2),
-    "nn_full_vs_test": corr(0, 3),
-    "nn_shared_vs_val": corr(1, 2),
-    "nn_shared_vs_test": corr(1, 3),
-    "val_range": [float(a[:, 2].min()), float(a[:, 2].max())],
-    "test_range": [float(a[:, 3].min()), float(a[:, 3].max())],
-}
+summary = {"books": args.books}
+for i, sp in enumerate(names, 2):
+    summary |= {f"nn_full_vs_{sp}": corr(0, i), f"nn_shared_vs_{sp}": corr(1, i)}
+    summary |= {f"{sp}_range": [float(a[:, i].min()), float(a[:, i].max())], f"{sp}_mean": round(a[:, i].mean(), 3)}
+    summary[f"{sp}_sd"] = round(float(a[:, i].std()), 3)
+if names == ["val", "test"]:
+    summary["val_vs_test"] = corr(2, 3)
 print(summary)
 what = "no-LM stand-in for balanced 5-way 1-shot by k-means fit of the held-out books (see the script's docstring)"
-json.dump(
-    dict(what=what, command=" ".join(sys.argv), correlations=summary, fits=rows), open(sys.argv[4], "w"), indent=1
-)
+json.dump(dict(what=what, command=" ".join(sys.argv), correlations=summary, fits=rows), open(args.out, "w"), indent=1)
