@@ -102,7 +102,11 @@ def build(
     clips and up to `n_queries` queries, all of distinct recordings."""
     n_pool, n_queries = n_pool or (4 if quick else 16), n_queries or (2 if quick else 20)
     found = {code: distinct_files(files) for code, files in find_descriptions(root).items()}
-    if short := {c: len(f) for c, f in found.items() if len(f) < n_pool + 2}:
+    drawn = {  # every language is drawn before `out` is touched: a failed build removes nothing
+        code: draw_clips(files, n_pool + n_queries, rng_for(seed, "languages", code), max_seconds, sample_rate)
+        for code, files in found.items()
+    }
+    if short := {LANGUAGES[c]: len(clips) for c, clips in drawn.items() if len(clips) < n_pool + 2}:
         raise RuntimeError(
             f"too few distinct spoken descriptions for {short} (need {n_pool} pool clips and 2 queries each): "
             "is tuxpaint-stamps-default installed completely?"
@@ -112,15 +116,12 @@ def build(
         "val": [c for c in LANGUAGES if c in VAL_LANGUAGES],
         "test": [c for c in LANGUAGES if c not in VAL_LANGUAGES],
     }
-    items, counts = [], {}
+    items = []
+    counts = {LANGUAGES[c]: (n_pool, len(drawn[c]) - n_pool) for codes in groups.values() for c in codes}
     for group, codes in groups.items():
         options = sorted(LANGUAGES[c] for c in codes)
         for code in tqdm(codes, desc=f"spoken_languages ({group})", unit="language"):
-            rng = rng_for(seed, "languages", code)
-            clips = draw_clips(found[code], n_pool + n_queries, rng, max_seconds, sample_rate)
-            if len(clips) < n_pool + 2:
-                raise RuntimeError(f"{LANGUAGES[code]}: {len(clips)} distinct clips, need {n_pool} pool clips + 2")
-            counts[LANGUAGES[code]] = (n_pool, len(clips) - n_pool)
+            clips = drawn[code]
             for j, (f, x) in enumerate(clips):
                 split = "train" if j < n_pool else group
                 path = str(write_wav(out / "audio" / f"{code}-{j:02d}.wav", x, sample_rate))

@@ -394,3 +394,9 @@ def test_spoken_languages_draws_distinct_recordings_and_shortens_a_small_languag
     assert per("lithuanian", "train") == 4 and per("lithuanian", "val") == 3  # 7 recordings: the pool, then 3 queries
     assert per("french", "train") == 4 and per("french", "test") == 6
     assert "lithuanian 4 + 3" in (tmp_path / "sl" / "README.md").read_text()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("a user's file")
+    with pytest.raises(RuntimeError, match="lithuanian"):  # 7 recordings cannot give 6 pool clips and 2 queries
+        build_languages(kept, n_pool=6, n_queries=6, root=stamps, overwrite=True)
+    assert (kept / "mine.txt").read_text() == "a user's file"  # the failed build touched nothing

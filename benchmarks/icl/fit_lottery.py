@@ -11,7 +11,8 @@ Records: benchmarks/results/audio_codes/fit_lottery.json (held-out set v2, three
 """
 
 import argparse, json, sys
-import faiss, numpy as np
+import numpy as np, torch
+from audioflamingo_lab.audio_codes import AudioCodebook
 from audioflamingo_lab.demo import DemoConfig
 from audioflamingo_lab.encoders import build_encoder
 from audioflamingo_lab.manifest import read_manifest
@@ -48,13 +49,11 @@ for sp in args.splits.split(","):
     splits[sp] = (qs, Q, eps)
 
 
-def fit(f, books=3):
-    cents = []
-    for b in range(books):
-        km = faiss.Kmeans(P.shape[1], 8, niter=25, seed=f + 1000 * b, spherical=True, min_points_per_centroid=1)
-        km.train(P)
-        cents.append(km.centroids)
-    return lambda x: np.stack([(x @ c.T).argmax(1) for c in cents], 1)
+def fit(f, books):
+    "Codes (N, books) of unit vectors under the demo's own codebook fitted with seed f (k-means seeds f + 1000 b)."
+    book = AudioCodebook(8, P.shape[1], vocab_size=1000, books=books).fit(P, seed=f)
+    one_window = lambda x: (torch.from_numpy(x)[:, None, None], torch.ones(len(x), 1, 1, dtype=torch.bool))
+    return lambda x: book.assign(*one_window(x))[:, 0].numpy()
 
 
 rows = []
