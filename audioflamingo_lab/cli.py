@@ -100,6 +100,7 @@ def eval_(
     batch_size: int = 8,
     max_new_tokens: int = 16,
     num_beams: int = 1,
+    readout: str = "free",
     device: str = "auto",
     overwrite: bool = False,
 ):
@@ -119,6 +120,7 @@ def eval_(
         split: test | val (default: test if the manifest has test items)
         index: a saved index (afl index build); default: built over the pool with the model's encoder
         pool: manifest whose train split gives the shots (default: the evaluated manifest's train split)
+        readout: free (AF1: the model writes, the scorer judges) | options (it may write only a listed option)
         device: auto (a GPU when there is one) | cpu | cuda | cuda:1 ...
     """
     from audioflamingo_lab.checkpoint import load_checkpoint
@@ -156,6 +158,7 @@ def eval_(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         num_beams=num_beams,
+        readout=readout,
         checkpoint=str(ckpt),
         overwrite=overwrite,
     )

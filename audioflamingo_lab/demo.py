@@ -61,6 +61,7 @@ class DemoConfig:
     controls_at: tuple = (("balanced", 1),)  # the listening test; --full_eval adds RAG-4's
     control_draws: int | None = 1  # controls on the first shot draw; --full_eval: on every draw
     eval_split: str = "test"  # settings were chosen on "val"; test is read once per run
+    readout: str = "free"  # AF1's: the model writes, the scorer judges; "options": it writes one listed option (12b)
     seen_limit: int = 150  # seen-class test clips for the zero-shot check
     fewshot_every: int = 10  # val few-shot accuracy every N steps (0: off)
     eval_seeds: tuple = (0,)  # shot draws per row; one draw of 120 test queries (20 per language) fits 10 minutes.
@@ -219,6 +220,7 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
     if not (folder / "meta.json").exists():
         index.save(folder)
     common = dict(cache=store, batch_size=8, max_new_tokens=12, checkpoint=str(ckpt), overwrite=True, max_tokens=384)
+    common["readout"] = cfg.readout
     bf16 = cfg.precision.startswith("bf16") and not torch.cuda.is_available()
     fitted = codebook_fitted_on(model, index.items, store, code_fit_seed(cfg))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), fitted:
@@ -290,6 +292,7 @@ def demo(
     cache: str | None = None,
     steps: int | None = None,
     media_attention: str | None = None,
+    readout: str | None = None,
     eval_split: str | None = None,
     gpu: bool = False,
     precision: str | None = None,
@@ -308,6 +311,7 @@ def demo(
         cache: an embedding cache folder from an earlier demo (default: out/cache)
         steps: training steps (default 20; the README's schedule check doubles it)
         media_attention: cumulative (AF1, the default) | immediate (Flamingo)
+        readout: free (AF1, the default: the model writes, the scorer judges) | options (it writes one listed option)
         eval_split: test (default) | val (for choosing settings)
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
         precision: auto (default: bf16-mixed where bf16 is native, else 32-true) | 32-true | bf16-mixed
@@ -324,6 +328,7 @@ def demo(
         full_eval,
         steps=steps,
         media_attention=media_attention,
+        readout=readout,
         eval_split=eval_split,
         code_books=code_books,
         code_sizes=code_sizes,
@@ -367,6 +372,7 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
         "quick": quick,
         "seed": cfg.seed,
         "media_attention": cfg.media_attention,
+        "readout": cfg.readout,
         "code_fit_seed": code_fit_seed(cfg),
         "steps": cfg.steps,
         "precision": cfg.precision,

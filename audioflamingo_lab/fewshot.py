@@ -14,7 +14,7 @@ from fastcore.basics import patch
 import numpy as np
 import torch
 from .core import Item, Episode, stable_seed
-from .template import SEP, EOC
+from .template import SEP, EOC, encode_text
 from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
 from .inference import AudioFlamingoProcessor
 from .encoders import as_embedding_cache
@@ -25,7 +25,7 @@ from .fewshot_report import FewShotReport, prepare_out, write_report
 from .audio_codes import codebook_fitted_on
 
 # %% auto #0
-__all__ = ['SELECTIONS', 'extract_answer', 'generate_answers', 'evaluate', 'FewShotValidation']
+__all__ = ['READOUTS', 'SELECTIONS', 'extract_answer', 'options_only', 'generate_answers', 'evaluate', 'FewShotValidation']
 
 # %% ../nbs/12b_fewshot.ipynb #6f09b347
 def extract_answer(text: str, tokenizer=None) -> str:
@@ -36,6 +36,24 @@ def extract_answer(text: str, tokenizer=None) -> str:
     return text.strip()
 
 # %% ../nbs/12b_fewshot.ipynb #069e5507
+READOUTS = ("free", "options")
+
+
+def options_only(tokenizer, episodes: list[Episode], prompt_len: int, end_ids: list[int]):
+    "A `prefix_allowed_tokens_fn`: row b writes one of its query's options (as the template spells it), then ends."
+    spelled = [[encode_text(tokenizer, o.lower().strip().rstrip(".")) for o in ep.query.options] for ep in episodes]
+    if missing := [ep.query.id for ep, opts in zip(episodes, spelled) if not opts]:
+        raise ValueError(f"readout 'options' needs the query's options; {missing[:3]} list none")
+
+    def allowed(b: int, ids: torch.Tensor) -> list[int]:
+        written = ids[prompt_len:].tolist()
+        n = len(written)
+        ahead = {o[n] for o in spelled[b] if len(o) > n and o[:n] == written}
+        return sorted(ahead | set(end_ids if written in spelled[b] else [])) or end_ids  # or: the row has ended
+
+    return allowed
+
+# %% ../nbs/12b_fewshot.ipynb #44c40352
 def generate_answers(
     model,
     episodes: list[Episode],
@@ -44,10 +62,13 @@ def generate_answers(
     batch_size: int = 8,
     max_tokens: int = 512,
     desc: str = "generate",
+    readout: str = "free",
     **decoding,
 ) -> tuple[list[str], list]:
     """Render episodes without answers, generate in left-padded batches, extract the answers; returns (answers,
-    rendered)."""
+    rendered). `readout='options'` lets each row write only one of its query's options."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     from tqdm.auto import tqdm
 
     params = getattr(model, "parameters", None)
@@ -61,6 +82,10 @@ def generate_answers(
         rendered += chunk
         media = {k: batch[k].to(device) for k in ("audio_embeds", "audio", "media_mask") if k in batch}
         prompt = batch["input_ids"]
+        chunk_eps = episodes[i : i + batch_size]
+        if readout == "options":
+            end = [model.tokenizer.convert_tokens_to_ids(EOC)]
+            decoding["prefix_allowed_tokens_fn"] = options_only(model.tokenizer, chunk_eps, prompt.shape[1], end)
         with torch.no_grad():
             out = model.generate(prompt.to(device), batch["attention_mask"].to(device), **media, **decoding).cpu()
         if out.shape[1] >= prompt.shape[1] and torch.equal(out[:, : prompt.shape[1]], prompt):
@@ -272,6 +297,7 @@ def evaluate(
     baselines: bool = True,
     max_new_tokens: int = 32,  # answers are short; AF1 used 128 for captions
     num_beams: int = 1,  # greedy: reproducible (AF1's script used 3 beams)
+    readout: str = "free",  # free (AF1: write anything, the scorer judges) | options (write one of the query's options)
     batch_size: int = 8,
     limit: int | None = None,
     cache_root=None,
@@ -287,12 +313,15 @@ def evaluate(
     **decoding,
 ) -> FewShotReport:
     "Few-shot rows with baselines and controls -> out/report.json, predictions.jsonl, fewshot.png; returns the report."
+    if readout not in READOUTS:  # before any work
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     out = prepare_out(out, overwrite)
     plan = _plan(manifest, shots, select, split, task, limit, metric, controls, control_at, train_manifest)
     items, split, task, metric, runs, pool, control_at = plan
     encoder = getattr(model, "encoder", None)
     cache = cache if cache is not None else as_embedding_cache(cache_root, encoder)  # None: the model encodes
     decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "do_sample": False, **decoding}
+    decoding["readout"] = readout  # generate_answers' argument; the report's meta records it with the decoding
     majority = majority_label(pool) if pool and metric == "accuracy" else None
     memo, gen = {}, (cache, encoder, batch_size, max_tokens)  # generate_answers' arguments after the episodes
     score = partial(_entry, metric, matching=matching, threshold=threshold, similarity=similarity)

@@ -281,3 +281,38 @@ def test_per_class_curves_are_read_by_the_report_itself():
     assert again.class_curves("cat") == {"balanced": [(1, 1.0, 1)]}
     assert list(again.largest_k_classes()) == ["rag/4"]
     assert not hasattr(widgets, "fewshot_curves") and not hasattr(widgets, "_per_class_key")
+
+
+class RandomWindowCache:
+    "One window per clip: a fixed random vector of `dim` for each file (a random model hears noise, not classes)."
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def get(self, path, start=None, duration=None):
+        g = torch.Generator().manual_seed(sum(map(ord, str(path))))
+        return torch.randn(1, self.dim, generator=g), torch.tensor([True])
+
+
+def test_the_options_readout_writes_only_the_querys_options(items, tmp_path):
+    from audioflamingo_lab.flamingo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()  # random weights: free answers are noise
+    kw = dict(shots=[0, 1], select=["balanced"], ways=3, index=SameClassIndex(items[:25]), max_new_tokens=6)
+    kw.update(cache=RandomWindowCache(model.config.encoder_dim), controls=["gates-off"], batch_size=8)
+    free = evaluate(model, items, out=tmp_path / "free", **kw)
+    closed = evaluate(model, items, out=tmp_path / "options", readout="options", **kw)
+    lines = {
+        name: [json.loads(x) for x in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+        for name in ("free", "options")
+    }
+    shown = lambda line, opts: line["prediction"] in opts
+    assert not all(shown(x, CLASSES) for x in lines["free"] if x["condition"] in ("model", "gates-off"))
+    for x in lines["options"]:
+        if x["condition"] in ("model", "gates-off"):  # zero-shot: all 5 classes; balanced: the episode's 3
+            assert x["prediction"] in (CLASSES if x["shots"] == 0 else set(x["shot_labels"])), x
+    assert closed.meta["decoding"]["readout"] == "options" and free.meta["decoding"]["readout"] == "free"
+    with pytest.raises(ValueError, match="readout must be one of"):
+        evaluate(model, items, out=tmp_path / "bad", readout="closed", **kw)
+    assert not (tmp_path / "bad").exists()  # refused before any work
