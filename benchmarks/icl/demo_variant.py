@@ -1,7 +1,7 @@
 """The demo with some `DemoConfig` fields changed, to try a setting on val before it becomes the default. Usage:
-    python benchmarks/icl/demo_variant.py OUT SEED SPLIT STEPS 'dict(field=value, ...)'
-The expression may use EPISODES (the demo's episode mix). Data and cache are the README's shared val build.
-Records: benchmarks/results/demo/rag8-val-s0/, rag8-val-s1/.
+    python benchmarks/icl/demo_variant.py OUT SEED SPLIT STEPS 'dict(field=value, ...)' [DATA CACHE]
+The expression may use EPISODES (the demo's episode mix). Data and cache: an earlier demo's (default: the shared val
+build of the rag8 records). Records: benchmarks/results/demo/rag8-val-s0/, rag8-val-s1/, lora/.
 """
 
 import sys
@@ -20,5 +20,5 @@ def demo_config(*a, **kw):
 
 
 D.demo_config = demo_config
-data, cache = "/work/runs/lean-s0/data", "/work/runs/lean-s0/cache"
+data, cache = sys.argv[6:8] if len(sys.argv) > 7 else ("/work/runs/lean-s0/data", "/work/runs/lean-s0/cache")
 D.demo(out=out, seed=seed, eval_split=split, steps=steps, data=data, cache=cache)
