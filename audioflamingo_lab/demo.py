@@ -61,7 +61,8 @@ class DemoConfig:
     controls_at: tuple = (("balanced", 1),)  # the listening test; --full_eval adds RAG-4's
     control_draws: int | None = 1  # controls on the first shot draw; --full_eval: on every draw
     eval_split: str = "test"  # settings were chosen on "val"; test is read once per run
-    readout: str = "free"  # AF1's: the model writes, the scorer judges; "options": it writes one listed option (12b)
+    readout: str = "options"  # it writes one of the listed options (Flamingo's close-ended; 12b): on val it beat AF1's
+    # "free" (write anything, the scorer judges) on every model row, 3 seeds (readout_compare_val.json)
     seen_limit: int = 150  # seen-class test clips for the zero-shot check
     fewshot_every: int = 10  # val few-shot accuracy every N steps (0: off)
     eval_seeds: tuple = (0,)  # shot draws per row; one draw of 120 test queries (20 per language) fits 10 minutes.
@@ -153,6 +154,7 @@ def train_config(cfg: DemoConfig, data: dict[str, Path], out: Path, cache: Path)
         overrides=model_overrides(cfg),
     )
     fewshot = dict(manifest=str(data["heldout"]), every=cfg.fewshot_every, ways=cfg.ways, k=1, limit=30, split="val")
+    fewshot["readout"] = cfg.readout  # the val curve reads answers as the final report does
     return dict(
         out=str(out / "train"),
         model=model,
@@ -311,7 +313,7 @@ def demo(
         cache: an embedding cache folder from an earlier demo (default: out/cache)
         steps: training steps (default 20; the README's schedule check doubles it)
         media_attention: cumulative (AF1, the default) | immediate (Flamingo)
-        readout: free (AF1, the default: the model writes, the scorer judges) | options (it writes one listed option)
+        readout: options (the default: it writes one listed option) | free (AF1: it writes anything, the scorer judges)
         eval_split: test (default) | val (for choosing settings)
         gpu: the longer one-GPU schedule (`GPU`); the default is sized for 2 CPU cores
         precision: auto (default: bf16-mixed where bf16 is native, else 32-true) | 32-true | bf16-mixed

@@ -40,20 +40,23 @@ def verdict(heldout, seen) -> dict:
         "rows": rows,
         "seen_zero_shot": _score(seen, "none", 0),
         "seen_ci95": [round(x, 3) for x in seen.row("none", 0)["ci95"]],
+        "seen_chance": _score(seen, "none", 0, "chance"),  # with options listed: 1 / options
         "split": heldout.split,
+        "readout": heldout.meta.get("decoding", {}).get("readout", "free"),  # reports before readouts: free
     }
 
 
 def verdict_lines(v: dict) -> list[str]:
     "The verdict in sentences, as the demo prints them."
-    lines = [f"held-out languages ({v['split']}): zero-shot {v['zero_shot']}"]
+    readout = v.get("readout", "free")
+    lines = [f"held-out languages ({v['split']}, readout {readout}): zero-shot {v['zero_shot']}"]
     for name, r in v["rows"].items():
         ctl = ", ".join(f"{c} {r[c]}" for c in ("no-query-audio", "gates-off", "shuffled-shot-audio") if c in r)
         lines.append(
             f"  {name:<11} model {r['model']} {r['ci95']}  knn {r['knn']}  chance {r['chance']}"
             f"  -> {'beats' if r['beats_knn'] else 'does NOT beat'} knn" + (f"  | controls: {ctl}" if ctl else "")
         )
-    lines.append(f"seen classes, zero-shot: {v['seen_zero_shot']} {v['seen_ci95']}")
+    lines.append(f"seen classes, zero-shot: {v['seen_zero_shot']} {v['seen_ci95']}  chance {v.get('seen_chance')}")
     return lines
 
 # %% ../nbs/16a_demo_verdict.ipynb #71be9a4c

@@ -364,12 +364,16 @@ class FewShotValidation(L.Callback):
         limit: int = 40,
         seed: int = 0,
         max_tokens: int = 512,
+        readout: str = "free",  # as in `evaluate`: free (AF1) | options
     ):
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         rng = random.Random(seed)
         queries = rng.sample(items, min(limit, len(items)))
         self.episodes = make_episodes(queries, BalancedShots(pool, ways=ways, seed=seed), k)
         self.cache, self.every, self.max_tokens, self.history, self.knn = cache, every_n_steps, max_tokens, [], None
         self.pool = pool  # a model with audio codes (06d) is scored with codes fitted on this pool
+        self.readout = readout
 
 # %% ../nbs/12b_fewshot.ipynb #02ce4e94
 @patch
@@ -396,6 +400,7 @@ def score(self: FewShotValidation, model) -> float:
             8,
             self.max_tokens,
             desc="val few-shot",
+            readout=self.readout,
             max_new_tokens=12,
             do_sample=False,
             num_beams=1,

@@ -63,7 +63,10 @@ def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> 
     if not queries:
         raise ValueError(f"{spec['manifest']}: no {spec['split']} items for data.fewshot_val")
     return [
-        FewShotValidation(queries, pool, cache, spec["every"], spec["ways"], spec["k"], spec["limit"], seed, max_tokens)
+        FewShotValidation(
+            queries, pool, cache, spec["every"], spec["ways"], spec["k"], spec["limit"], seed, max_tokens,
+            spec.get("readout", "free"),
+        )
     ]
 
 # %% ../nbs/15a_run.ipynb #3b03ec00

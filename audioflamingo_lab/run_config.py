@@ -45,7 +45,7 @@ class DataSection:
     # [{select: plain|random|rag|balanced, weight, k: [lo, hi], ways: [lo, hi], relabel}]
     episodes: list = field(default_factory=list)
     # log val few-shot accuracy during training (fewshot.FewShotValidation):
-    # {manifest, every: 25, ways: 5, k: 1, limit: 40, split: val}
+    # {manifest, every: 25, ways: 5, k: 1, limit: 40, split: val, readout: free}
     fewshot_val: dict = field(default_factory=dict)
     max_tokens: int = 512  # AF1's sequence length
     task_prefix: float = 0.5  # AF1 pretraining: "The task is ..." half of the time

@@ -7,7 +7,7 @@ import pytest, torch
 from audioflamingo_lab.core import Item, Episode
 from audioflamingo_lab.template import build_tiny_tokenizer, SEP
 from audioflamingo_lab.evaluation import wilson_interval
-from audioflamingo_lab.fewshot import evaluate, generate_answers
+from audioflamingo_lab.fewshot import evaluate, generate_answers, FewShotValidation
 from audioflamingo_lab.fewshot_controls import LabelCopier, AudioOracle, knn_label, gates_closed
 from audioflamingo_lab.fewshot_controls import without_query_audio, shuffled_shot_audio
 from audioflamingo_lab.fewshot_report import FewShotReport
@@ -316,3 +316,21 @@ def test_the_options_readout_writes_only_the_querys_options(items, tmp_path):
     with pytest.raises(ValueError, match="readout must be one of"):
         evaluate(model, items, out=tmp_path / "bad", readout="closed", **kw)
     assert not (tmp_path / "bad").exists()  # refused before any work
+
+
+def test_the_val_callback_reads_answers_as_asked(items, monkeypatch):
+    import audioflamingo_lab.fewshot as F
+
+    with pytest.raises(ValueError, match="readout must be one of"):
+        FewShotValidation(items[25:], items[:25], OneHotCache(), ways=3, k=1, limit=6, readout="closed")
+    asked = {}
+
+    def right_answers(model, episodes, *args, **kw):  # records how the callback asks for its answers
+        asked.update(kw)
+        return [ep.query.answer for ep in episodes], []
+
+    monkeypatch.setattr(F, "generate_answers", right_answers)
+    model = NS(training=True, train=lambda mode=True: None)
+    for readout in ("options", "free"):
+        fsv = FewShotValidation(items[25:], items[:25], OneHotCache(), ways=3, k=1, limit=6, readout=readout)
+        assert fsv.score(model) == 1.0 and asked["readout"] == readout
