@@ -64,7 +64,15 @@ def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> 
         raise ValueError(f"{spec['manifest']}: no {spec['split']} items for data.fewshot_val")
     return [
         FewShotValidation(
-            queries, pool, cache, spec["every"], spec["ways"], spec["k"], spec["limit"], seed, max_tokens,
+            queries,
+            pool,
+            cache,
+            spec["every"],
+            spec["ways"],
+            spec["k"],
+            spec["limit"],
+            seed,
+            max_tokens,
             spec.get("readout", "free"),
         )
     ]

@@ -17,6 +17,7 @@ import json, sys
 from collections import Counter
 from pathlib import Path
 import numpy as np
+from audioflamingo_lab.evaluation import normalize_answer
 
 runs, free_name, options_name, out_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 CONTROLS = ("no-query-audio", "gates-off", "shuffled-shot-audio")
@@ -37,10 +38,11 @@ def lines(folder: Path) -> list[dict]:
 
 
 def free_answer_kind(line: dict, options: set[str]) -> str:
-    p = line["prediction"].strip().lower()
-    return (
-        "empty" if not p else "the answer" if p == line["answer"] else "another option" if p in options else "off-list"
-    )
+    "right (as the scorer judged it), empty, another option (after the scorer's normalisation) or off-list."
+    p = normalize_answer(line["prediction"])
+    if line["score"]:
+        return "right"
+    return "empty" if not p else "another option" if p in {normalize_answer(o) for o in options} else "off-list"
 
 
 per_seed, changes = {}, Counter()

@@ -3,8 +3,9 @@
 `python benchmarks/icl/schedule_check.py NAME RUNS20 RUNS40 "WHAT"` with RUNS20/RUNS40 comma-separated record folders
 (under benchmarks/results/demo/, in seed order) -> benchmarks/results/demo/schedule_check_NAME.json.
 Reproduces schedule_check_books3.json from books3-s0..2 and books3-40-s0..2; wrote schedule_check_rag8.json from
-rag8-s0..2 and rag8-40-s0..2, and schedule_check_v2.json from v2-default-s0..2 and v2-default-40-s0..2. Its means
-average the rounded per-run scores (RAG-1 at 20 steps: 0.845; the README's runs table, from unrounded ones: 0.844).
+rag8-s0..2 and rag8-40-s0..2, schedule_check_v2.json from v2-default-s0..2 and v2-default-40-s0..2, and
+schedule_check_v3.json from opt-s0..2 and opt-40-s0..2. Its means average the rounded per-run scores (RAG-1 at 20
+steps: 0.845; the README's runs table, from unrounded ones: 0.844).
 """
 
 import json
