@@ -61,8 +61,8 @@ class DemoConfig:
     controls_at: tuple = (("balanced", 1),)  # the listening test; --full_eval adds RAG-4's
     control_draws: int | None = 1  # controls on the first shot draw; --full_eval: on every draw
     eval_split: str = "test"  # settings were chosen on "val"; test is read once per run
-    readout: str = "options"  # it writes one of the listed options (Flamingo's close-ended; 12b): on val it beat AF1's
-    # "free" (write anything, the scorer judges) on every model row, 3 seeds (readout_compare_val.json)
+    readout: str = "options"  # it writes one of the listed options (Flamingo's close-ended; 12b): on val it raised
+    # every model row's mean over AF1's "free" (write anything, the scorer judges), 3 seeds (readout_compare_val.json)
     seen_limit: int = 150  # seen-class test clips for the zero-shot check
     fewshot_every: int = 10  # val few-shot accuracy every N steps (0: off)
     eval_seeds: tuple = (0,)  # shot draws per row; one draw of 120 test queries (20 per language) fits 10 minutes.

@@ -14,9 +14,9 @@ from fastcore.basics import patch
 import numpy as np
 import torch
 from .core import Item, Episode, stable_seed
-from .template import SEP, EOC, encode_text
+from .template import EOC
 from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
-from .inference import AudioFlamingoProcessor
+from .inference import AudioFlamingoProcessor, READOUTS, check_readout, options_only, extract_answer
 from .encoders import as_embedding_cache
 from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions
 from .fewshot_controls import CONTROLS, knn_label, copy_last_label, majority_label, gates_closed
@@ -25,35 +25,9 @@ from .fewshot_report import FewShotReport, prepare_out, write_report
 from .audio_codes import codebook_fitted_on
 
 # %% auto #0
-__all__ = ['READOUTS', 'SELECTIONS', 'extract_answer', 'options_only', 'generate_answers', 'evaluate', 'FewShotValidation']
-
-# %% ../nbs/12b_fewshot.ipynb #6f09b347
-def extract_answer(text: str, tokenizer=None) -> str:
-    "The generated answer: text after the last `<SEP>`, up to `<|endofchunk|>`, without special tokens, stripped."
-    text = text.rsplit(SEP, 1)[-1].split(EOC, 1)[0]
-    for tok in getattr(tokenizer, "all_special_tokens", None) or []:
-        text = text.replace(tok, "")
-    return text.strip()
+__all__ = ['SELECTIONS', 'generate_answers', 'evaluate', 'FewShotValidation']
 
 # %% ../nbs/12b_fewshot.ipynb #069e5507
-READOUTS = ("free", "options")
-
-
-def options_only(tokenizer, episodes: list[Episode], prompt_len: int, end_ids: list[int]):
-    "A `prefix_allowed_tokens_fn`: row b writes one of its query's options (as the template spells it), then ends."
-    spelled = [[encode_text(tokenizer, o.lower().strip().rstrip(".")) for o in ep.query.options] for ep in episodes]
-    if missing := [ep.query.id for ep, opts in zip(episodes, spelled) if not opts]:
-        raise ValueError(f"readout 'options' needs the query's options; {missing[:3]} list none")
-
-    def allowed(b: int, ids: torch.Tensor) -> list[int]:
-        written = ids[prompt_len:].tolist()
-        n = len(written)
-        ahead = {o[n] for o in spelled[b] if len(o) > n and o[:n] == written}
-        return sorted(ahead | set(end_ids if written in spelled[b] else [])) or end_ids  # or: the row has ended
-
-    return allowed
-
-# %% ../nbs/12b_fewshot.ipynb #44c40352
 def generate_answers(
     model,
     episodes: list[Episode],
@@ -67,8 +41,7 @@ def generate_answers(
 ) -> tuple[list[str], list]:
     """Render episodes without answers, generate in left-padded batches, extract the answers; returns (answers,
     rendered). `readout='options'` lets each row write only one of its query's options."""
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    check_readout(readout)
     from tqdm.auto import tqdm
 
     params = getattr(model, "parameters", None)
@@ -82,9 +55,9 @@ def generate_answers(
         rendered += chunk
         media = {k: batch[k].to(device) for k in ("audio_embeds", "audio", "media_mask") if k in batch}
         prompt = batch["input_ids"]
-        chunk_eps = episodes[i : i + batch_size]
         if readout == "options":
             end = [model.tokenizer.convert_tokens_to_ids(EOC)]
+            chunk_eps = episodes[i : i + batch_size]
             decoding["prefix_allowed_tokens_fn"] = options_only(model.tokenizer, chunk_eps, prompt.shape[1], end)
         with torch.no_grad():
             out = model.generate(prompt.to(device), batch["attention_mask"].to(device), **media, **decoding).cpu()
@@ -313,8 +286,7 @@ def evaluate(
     **decoding,
 ) -> FewShotReport:
     "Few-shot rows with baselines and controls -> out/report.json, predictions.jsonl, fewshot.png; returns the report."
-    if readout not in READOUTS:  # before any work
-        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    check_readout(readout)  # before any work
     out = prepare_out(out, overwrite)
     plan = _plan(manifest, shots, select, split, task, limit, metric, controls, control_at, train_manifest)
     items, split, task, metric, runs, pool, control_at = plan
@@ -366,8 +338,7 @@ class FewShotValidation(L.Callback):
         max_tokens: int = 512,
         readout: str = "free",  # as in `evaluate`: free (AF1) | options
     ):
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        check_readout(readout)
         rng = random.Random(seed)
         queries = rng.sample(items, min(limit, len(items)))
         self.episodes = make_episodes(queries, BalancedShots(pool, ways=ways, seed=seed), k)

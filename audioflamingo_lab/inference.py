@@ -11,12 +11,12 @@ from fastcore.basics import patch
 from transformers import BatchFeature
 from .core import Item, Episode
 from .audio import sliding_windows
-from .template import render
+from .template import render, encode_text, SEP, EOC
 from .datamodule import load_media, collate
 
 # %% auto #0
-__all__ = ['MODEL_INPUTS', 'model_device', 'clip_embeds', 'audio_embeds', 'AudioFlamingoProcessor', 'question_episode',
-           'generate_text']
+__all__ = ['MODEL_INPUTS', 'READOUTS', 'model_device', 'clip_embeds', 'audio_embeds', 'AudioFlamingoProcessor',
+           'question_episode', 'generate_text', 'extract_answer', 'check_readout', 'options_only']
 
 # %% ../nbs/06b_inference.ipynb #a1499705
 def model_device(model) -> torch.device:
@@ -189,3 +189,35 @@ def generate_text(
     emb, mask = audio_embeds(model, clips) if clips else (None, None)
     out = model.generate(ids, torch.ones_like(ids), audio_embeds=emb, media_mask=mask, **decoding)
     return model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+# %% ../nbs/06b_inference.ipynb #bb9b8e5c
+def extract_answer(text: str, tokenizer=None) -> str:
+    "The generated answer: text after the last `<SEP>`, up to `<|endofchunk|>`, without special tokens, stripped."
+    text = text.rsplit(SEP, 1)[-1].split(EOC, 1)[0]
+    for tok in getattr(tokenizer, "all_special_tokens", None) or []:
+        text = text.replace(tok, "")
+    return text.strip()
+
+# %% ../nbs/06b_inference.ipynb #14437550
+READOUTS = ("free", "options")
+
+
+def check_readout(readout: str):
+    "A clear error for a readout that is not one of `READOUTS`."
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+
+
+def options_only(tokenizer, episodes: list[Episode], prompt_len: int, end_ids: list[int]):
+    "A `prefix_allowed_tokens_fn`: row b writes one of its query's options (as the template spells it), then ends."
+    spelled = [[encode_text(tokenizer, o.lower().strip().rstrip(".")) for o in ep.query.options] for ep in episodes]
+    if missing := [ep.query.id for ep, opts in zip(episodes, spelled) if not opts]:
+        raise ValueError(f"readout 'options' needs the query's options; {missing[:3]} list none")
+
+    def allowed(b: int, ids: torch.Tensor) -> list[int]:
+        written = ids[prompt_len:].tolist()
+        n = len(written)
+        ahead = {o[n] for o in spelled[b] if len(o) > n and o[:n] == written}
+        return sorted(ahead | set(end_ids if written in spelled[b] else [])) or end_ids  # or: the row has ended
+
+    return allowed
