@@ -50,13 +50,13 @@ def generate_answers(
         model.eval()
     answers, rendered = [], []
     processor = AudioFlamingoProcessor(model.tokenizer, encoder, max_tokens)  # prompts: no answers, left-padded
+    end = [model.tokenizer.convert_tokens_to_ids(EOC)] if readout == "options" else None  # ends a written option
     for i in tqdm(range(0, len(episodes), batch_size), desc=desc, leave=False):
         batch, chunk = processor.episodes(episodes[i : i + batch_size], cache, padding_side="left")
         rendered += chunk
         media = {k: batch[k].to(device) for k in ("audio_embeds", "audio", "media_mask") if k in batch}
         prompt = batch["input_ids"]
         if readout == "options":
-            end = [model.tokenizer.convert_tokens_to_ids(EOC)]
             chunk_eps = episodes[i : i + batch_size]
             decoding["prefix_allowed_tokens_fn"] = options_only(model.tokenizer, chunk_eps, prompt.shape[1], end)
         with torch.no_grad():

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from transformers import BatchFeature
 from .core import Item, Episode
 from .audio import sliding_windows
-from .template import render, encode_text, SEP, EOC
+from .template import render, encode_text, option_text, SEP, EOC
 from .datamodule import load_media, collate
 
 # %% auto #0
@@ -210,7 +210,7 @@ def check_readout(readout: str):
 
 def options_only(tokenizer, episodes: list[Episode], prompt_len: int, end_ids: list[int]):
     "A `prefix_allowed_tokens_fn`: row b writes one of its query's options (as the template spells it), then ends."
-    spelled = [[encode_text(tokenizer, o.lower().strip().rstrip(".")) for o in ep.query.options] for ep in episodes]
+    spelled = [[encode_text(tokenizer, option_text(o)) for o in ep.query.options] for ep in episodes]
     if missing := [ep.query.id for ep, opts in zip(episodes, spelled) if not opts]:
         raise ValueError(f"readout 'options' needs the query's options; {missing[:3]} list none")
 

@@ -55,7 +55,7 @@ def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> 
     from audioflamingo_lab.manifest import read_manifest
     from audioflamingo_lab.fewshot import FewShotValidation
 
-    spec = {"every": 25, "ways": 5, "k": 1, "limit": 40, "split": "val", **data.fewshot_val}
+    spec = {"every": 25, "ways": 5, "k": 1, "limit": 40, "split": "val", "readout": "free", **data.fewshot_val}
     if "manifest" not in spec:
         raise ValueError("data.fewshot_val needs a manifest (its train split gives the shots)")
     items = read_manifest(spec["manifest"])
@@ -73,7 +73,7 @@ def _fewshot_callbacks(data: DataSection, cache, seed: int, max_tokens: int) -> 
             spec["limit"],
             seed,
             max_tokens,
-            spec.get("readout", "free"),
+            spec["readout"],
         )
     ]
 

@@ -12,7 +12,7 @@ from .core import Item, Episode, stable_seed
 
 # %% auto #0
 __all__ = ['AUDIO', 'EOC', 'SEP', 'PAD', 'TASK_NAMES', 'add_audio_tokens', 'token_ids', 'build_tiny_tokenizer', 'Rendered',
-           'encode_text', 'render', 'render_chat', 'collate_rendered', 'show_loss_mask']
+           'encode_text', 'option_text', 'render', 'render_chat', 'collate_rendered', 'show_loss_mask']
 
 # %% ../nbs/05_template.ipynb #97b742be
 AUDIO, EOC, SEP = "<audio>", "<|endofchunk|>", "<SEP>"
@@ -176,8 +176,13 @@ class _Builder:
         self.parts.append(s)
 
 
+def option_text(option: str, lowercase: bool = True) -> str:
+    "An option as the prompt lists it, and so as an answer naming it is spelled (the close-ended readout, 06b)."
+    return (option.lower() if lowercase else option).strip().rstrip(".")
+
+
 def _options(opts, lowercase):
-    opts = sorted((o.lower() if lowercase else o).strip().rstrip(".") for o in opts)  # AF1 sorts the label list
+    opts = sorted(option_text(o, lowercase) for o in opts)  # AF1 sorts the label list
     return "\nOPTIONS:" + "".join(f"\n - {o}." for o in opts) if opts else ""
 
 

@@ -62,14 +62,11 @@ for free in sorted(runs.glob(f"{free_name}-s*")):
             changes[f"{free_answer_kind(x, labels)} -> {'right' if y['score'] else 'wrong'}"] += 1
     print(seed, json.dumps(per_seed[seed]), flush=True)
 
-mean = {
-    readout: {
-        row: [round(float(np.mean(v)), 3), round(float(np.std(v)), 3)]
-        for row in per_seed[next(iter(per_seed))][readout]
-        if (v := [per_seed[s][readout][row] for s in per_seed])
-    }
-    for readout in ("free", "options")
-}
+mean_sd = lambda v: [round(float(np.mean(v)), 3), round(float(np.std(v)), 3)]
+mean = {}
+for readout in ("free", "options"):
+    tables = [per_seed[s][readout] for s in per_seed]
+    mean[readout] = {row: mean_sd([t[row] for t in tables]) for row in tables[0]}
 what = (
     "afl demo read out two ways from the same checkpoint and k-means fit: free (AF1) and options (close-ended); "
     "mean and sd (numpy, ddof 0) over training seeds; 'changes' counts balanced 5-way 1-shot answers of all seeds by "
