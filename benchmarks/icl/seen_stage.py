@@ -5,7 +5,7 @@ Trains the demo's model (`DemoConfig`, LM frozen, cross-attention from layer 22,
 on the many_classes VAL clips, close-ended as the demo reads. Next to it, the no-LM ceiling of the same question: the
 aiSFX clip vector's nearest class centroid (train clips) among the clip's five options, and its nearest train clip.
 Usage:
-    python benchmarks/icl/seen_stage.py DEMO_DIR OUT_DIR STEPS BATCH LR RECORD.json
+    python benchmarks/icl/seen_stage.py DEMO_DIR OUT_DIR STEPS BATCH LR RECORD.json [GATE_LR]
 DEMO_DIR: an earlier demo's folder (its data/ and cache/). Record: benchmarks/results/seen/plain_stage_val.json.
 """
 
@@ -24,9 +24,12 @@ from audioflamingo_lab.run import train
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 steps, batch, lr, record = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), Path(sys.argv[6])
+gate_lr = float(sys.argv[7]) if len(sys.argv) > 7 else D.DemoConfig.gate_lr  # the tanh gates' own rate
 data = {"train": src / "data/many_classes/manifest.jsonl", "heldout": src / "data/spoken_languages/manifest.jsonl"}
 plain_only = (dict(select="plain", weight=1.0),)
-cfg = replace(D.demo_config(), episodes=plain_only, steps=steps, batch_size=batch, lr=lr, fewshot_every=0)
+cfg = replace(
+    D.demo_config(), episodes=plain_only, steps=steps, batch_size=batch, lr=lr, gate_lr=gate_lr, fewshot_every=0
+)
 run = D.train_config(cfg, data, out, src / "cache")
 t0 = time.time()
 trained_here = not (out / "train/model.safetensors").exists()  # else: an earlier call's checkpoint is read again
@@ -88,10 +91,17 @@ val_loss = [
 result = {
     "what": "plain items only (seen classes, 5 listed options, no shots), then zero-shot on the many_classes val "
     "clips, options readout; next to the no-LM ceiling of the same 5-way question",
-    "command": f"python benchmarks/icl/seen_stage.py {src} {out} {steps} {batch} {lr} {record}",
+    "command": f"python benchmarks/icl/seen_stage.py {src} {out} {steps} {batch} {lr} {record} {gate_lr}",
     "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {cfg.precision}",
-    "config": {"steps": steps, "batch_size": batch, "lr": lr, "episodes": list(plain_only), "seed": cfg.seed},
+    "config": {
+        "steps": steps,
+        "batch_size": batch,
+        "lr": lr,
+        "gate_lr": gate_lr,
+        "episodes": list(plain_only),
+        "seed": cfg.seed,
+    },
     "seen_val_zero_shot": {k: rep.row("none", 0)[k] for k in ("score", "ci95", "n", "no_match")},
     "val_loss": [float(v) for v in val_loss],
     "no_lm": {split: no_lm(split) for split in ("val", "test")},
