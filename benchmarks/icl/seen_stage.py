@@ -20,7 +20,8 @@ from audioflamingo_lab.encoders import EmbeddingCache
 from audioflamingo_lab.fewshot import evaluate
 from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.rag import embed_clips
-from audioflamingo_lab.run import train
+from audioflamingo_lab.run import metric_series, train
+from audioflamingo_lab.training import gate_logs
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 steps, batch, lr, record = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), Path(sys.argv[6])
@@ -81,13 +82,6 @@ def no_lm(split):
     }
 
 
-metrics = (out / "train/logs").glob("*/metrics.csv")
-val_loss = [
-    line.split(",")[-1].strip()
-    for m in metrics
-    for line in m.read_text().splitlines()[1:]
-    if line.split(",")[-1].strip()
-]
 result = {
     "what": "plain items only (seen classes, 5 listed options, no shots), then zero-shot on the many_classes val "
     "clips, options readout; next to the no-LM ceiling of the same 5-way question",
@@ -103,7 +97,8 @@ result = {
         "seed": cfg.seed,
     },
     "seen_val_zero_shot": {k: rep.row("none", 0)[k] for k in ("score", "ci95", "n", "no_match")},
-    "val_loss": [float(v) for v in val_loss],
+    "val_loss": metric_series(out / "train", "val/loss")[1],
+    "gates_at_last_step": {k[5:]: round(float(v), 3) for k, v in gate_logs(model).items()},  # tanh, as logged
     "no_lm": {split: no_lm(split) for split in ("val", "test")},
     "chance": 0.2,
     "train_s": round(t1 - t0) if trained_here else None,
