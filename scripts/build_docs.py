@@ -1,9 +1,10 @@
 """Build the docs site from the notebooks, executed, into a folder that opens from disk (`make docs`).
 
 1. Execute a copy of every notebook in `nbs/` (the ones in git stay output-free) with nbclient, two at a time, in `nbs/`
-   like `nbdev_test` does. Cells marked `#| eval: false`, `#| notest` or `#| gpu` are shown but not run; `#| slow` cells
-   run (they draw the pictures of the trained demo run). An executed copy is cached under `build/docs-cache/`, keyed
-   by the notebook and the library sources, so a second build only renders.
+   like `nbdev_test` does; the test command runs the notebooks only here (tests/test_docs.py). Cells marked
+   `#| eval: false`, `#| notest` or `#| gpu` are shown but not run; `#| slow` cells run (they draw the pictures of the
+   trained demo run). An executed copy is cached under `build/docs-cache/`, keyed by the notebook, the library and
+   recipe sources and the benchmark records, so a second build only renders.
 2. Turn nbdev directives into page form: `#| hide` and `#| default_exp` cells leave the page, the `#|` lines leave the
    code, `#| echo: false` keeps only the output, `#| output: false` only the code. Widget outputs become the
    html-manager's embed markup (state + view), rendered by a local, self-contained copy of its script.
@@ -50,10 +51,13 @@ def skipped(cell) -> bool:
 
 
 def source_key(nb_path: Path) -> str:
-    "Cache key: the notebook, the library and the recipes it runs (a change in any re-executes)."
+    """Cache key: the notebook, the library, the recipes it runs and the benchmark records some lessons plot and check
+    (a change in any re-executes: the test command runs the notebooks only here)."""
     h = hashlib.sha256(nb_path.read_bytes() + CACHE_VERSION.encode())
-    for p in sorted([*(ROOT / "audioflamingo_lab").glob("*.py"), *(ROOT / "data_recipes").rglob("*.py")]):
-        h.update(p.name.encode())
+    sources = [*(ROOT / "audioflamingo_lab").glob("*.py"), *(ROOT / "data_recipes").rglob("*.py")]
+    records = [p for p in (ROOT / "benchmarks" / "results").rglob("*") if p.suffix in (".json", ".csv", ".yaml")]
+    for p in sorted(sources + records):
+        h.update(str(p.relative_to(ROOT)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 

