@@ -33,7 +33,9 @@ class AudioCodebook(nn.Module):
     """`books` k-means books over unit clip vectors, `n_codes` centroids each (or `sizes[b]` in book b, the book
     farthest from `<SEP>` first); book b's code c is token `words[starts[b] + c]`."""
 
-    def __init__(self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1, sizes=None):
+    def __init__(
+        self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1, sizes=None, temperature=0.0
+    ):
         super().__init__()
         if sizes and len(sizes) != books:
             raise ValueError(f"code sizes {tuple(sizes)} make {len(sizes)} books, not {books}")
@@ -47,6 +49,7 @@ class AudioCodebook(nn.Module):
         self.register_buffer("words", code_words(sum(sizes), vocab_size))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         self.alpha_code = nn.Parameter(torch.tensor(float(gate_init)))  # tanh gate: 0 = the plain LM
+        self.temperature = float(temperature)  # 0: hard codes (`assign`); > 0: soft codes (`code_weights`, below)
 
 # %% ../nbs/06d_audio_codes.ipynb #877792b9
 @patch
@@ -71,15 +74,20 @@ def fit(self: AudioCodebook, vectors, seed: int = 0, niter: int = 25) -> AudioCo
 
 # %% ../nbs/06d_audio_codes.ipynb #5e8352ed
 @patch
-def assign(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
-    "Codes (B, A, books) of the audios' clips: the nearest centroid of each book, or -1 for an audio without windows."
+def similarity(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
+    "Cosine (B, A, sum(sizes)) of each audio's clip vector to every centroid of every book."
     if not bool(self.fitted):
         raise RuntimeError(
             "the audio codebook is not fitted: call fit_codebook(model, items, cache) on the pool the shots come from"
         )
-    vectors = clip_vectors(window_embeds, media_mask)
-    similarity = vectors @ self.centroids.float().T  # (B, A, sum(sizes))
-    codes = torch.stack([part.argmax(-1) for part in similarity.split(self.sizes, -1)], -1)
+    return clip_vectors(window_embeds, media_mask) @ self.centroids.float().T
+
+
+@patch
+def assign(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
+    "Codes (B, A, books) of the audios' clips: the nearest centroid of each book, or -1 for an audio without windows."
+    parts = self.similarity(window_embeds, media_mask).split(self.sizes, -1)
+    codes = torch.stack([part.argmax(-1) for part in parts], -1)
     return torch.where(media_mask.any(-1, keepdim=True), codes, torch.full_like(codes, -1))
 
 # %% ../nbs/06d_audio_codes.ipynb #ed2046f1
@@ -101,7 +109,8 @@ def place_codes(self: AudioCodebook, embeds, input_ids, codes, token_rows, sep_i
     owner = sep_owner(input_ids, audio_id, before)
     in_range = (owner >= 0) & (owner < codes.shape[1])
     code = codes.gather(1, owner.clamp(0, codes.shape[1] - 1).unsqueeze(-1).expand(-1, -1, codes.shape[2]))
-    at = (input_ids == sep_id) & in_range & (code[..., 0] >= 0)
+    soft = code.is_floating_point()  # (B, T, sum(sizes)) weights from `code_weights`, else (B, T, books) codes
+    at = (input_ids == sep_id) & in_range & ((code.sum(-1) > 0) if soft else (code[..., 0] >= 0))
     gate, out = torch.tanh(self.alpha_code).to(embeds.dtype), embeds
     for book in range(self.books):
         shift = self.books - 1 - book
@@ -109,9 +118,38 @@ def place_codes(self: AudioCodebook, embeds, input_ids, codes, token_rows, sep_i
         strays = target & ((_ahead(owner, shift, -1) != owner) | (input_ids == audio_id))  # another block's tokens
         if at[:, :shift].any() or strays.any():
             raise ValueError(f"{self.books} code books need {shift} tokens of a clip's block in front of its <SEP>")
-        rows = token_rows[self.words[self.starts[book] + _ahead(code[..., book], shift, 0).clamp(min=0)]]
+        if soft:
+            rows = self._blend(_ahead(code, shift, 0.0), token_rows, book)
+        else:
+            rows = token_rows[self.words[self.starts[book] + _ahead(code[..., book], shift, 0).clamp(min=0)]]
         out = torch.where(target.unsqueeze(-1), out + gate * (rows.to(embeds.dtype) - out), out)
     return out
+
+# %% ../nbs/06d_audio_codes.ipynb #e76694b7
+@patch
+def code_weights(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
+    """Soft codes (B, A, sum(sizes)): each book's softmax of the clip's centroid similarities at `temperature`;
+    zeros for an audio without windows."""
+    if self.temperature <= 0:
+        raise ValueError("soft codes need a temperature above 0 (at 0 the codes are hard: use assign)")
+    parts = self.similarity(window_embeds, media_mask).split(self.sizes, -1)
+    weights = torch.cat([torch.softmax(part / self.temperature, -1) for part in parts], -1)
+    return weights * media_mask.any(-1, keepdim=True)
+
+
+@patch
+def codes_of(self: AudioCodebook, window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
+    "What `place_codes` reads: hard codes (`assign`) at temperature 0, soft code weights above it."
+    hard = self.temperature <= 0
+    return self.assign(window_embeds, media_mask) if hard else self.code_weights(window_embeds, media_mask)
+
+
+@patch
+def _blend(self: AudioCodebook, weights: torch.Tensor, token_rows: torch.Tensor, book: int) -> torch.Tensor:
+    "(B, T, H): the code rows of `book` mixed by `weights` (B, T, sum(sizes)); float32 under any autocast."
+    start, n = self.starts[book], self.sizes[book]
+    with torch.autocast(weights.device.type, enabled=False):
+        return weights[..., start : start + n].float() @ token_rows[self.words[start : start + n]].float()
 
 # %% ../nbs/06d_audio_codes.ipynb #635265ea
 def fit_codebook(model, items, cache=None, seed: int = 0):

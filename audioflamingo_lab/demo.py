@@ -45,6 +45,7 @@ class DemoConfig:
     code_books: int = 3  # k-means books per clip, a code token each, the last at <SEP> (06d); chosen on val
     code_sizes: tuple = ()  # codes in each book, the farthest from <SEP> first (06d); () = audio_codes in each book.
     # (32, 16, 8) won on val and lost on test: balanced 0.583 against 0.694 over three seeds (README)
+    code_temperature: float = 0.0  # 0: hard codes; > 0: soft codes, each book's rows blended by similarity (06d)
     code_fit_seed: int | None = None  # k-means seed of the held-out books; None = the run's seed, so the spread over
     # seeds includes the fit's (three fits of the frozen LM span 0.63-0.79 on val); the records before v2 used 0
     mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
@@ -141,6 +142,7 @@ def model_overrides(cfg: DemoConfig) -> dict:
         code_gate_init=cfg.code_gate_init,
         code_books=cfg.code_books,
         code_sizes=tuple(cfg.code_sizes),
+        code_temperature=cfg.code_temperature,
     )
 
 # %% ../nbs/16_demo.ipynb #67922847

@@ -86,8 +86,9 @@ def _audio_codebook(self: Flamingo) -> AudioCodebook:
     """The codebook (06d): `config.code_books` books of `config.audio_codes` codes (or `config.code_sizes`), in front
     of the LM's embedding rows."""
     rows, config = self.lm.get_input_embeddings().num_embeddings, self.config
+    sizes, temperature = config.code_sizes, config.code_temperature
     return AudioCodebook(
-        config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books, config.code_sizes
+        config.audio_codes, config.encoder_dim, rows, config.code_gate_init, config.code_books, sizes, temperature
     )
 
 
@@ -198,7 +199,7 @@ def embed_windows(self: Flamingo, audio: torch.Tensor, media_mask: torch.Tensor)
 @patch
 def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None, return_codes: bool = False):
     """-> media (B, A·n, media_dim) and media_mask (B, A, n), or (None, None) without audio; with `return_codes` also
-    the audios' codes (B, A, books) when the model has a codebook (06d), else None."""
+    the audios' codes when the model has a codebook (06d: `codes_of`, hard or soft), else None."""
     if audio is None and audio_embeds is None:
         return (None, None, None) if return_codes else (None, None)
     if audio is not None and audio_embeds is not None:
@@ -221,7 +222,7 @@ def encode_media(self: Flamingo, audio=None, audio_embeds=None, media_mask=None,
     media = self.audio_layers(emb.to(self.audio_layers.norm_in.weight.dtype), media_mask)
     if not return_codes:
         return media.flatten(1, 2), media_mask
-    codes = self.codebook.assign(emb, media_mask) if self.codebook is not None else None
+    codes = self.codebook.codes_of(emb, media_mask) if self.codebook is not None else None
     return media.flatten(1, 2), media_mask, codes
 
 # %% ../nbs/06_flamingo.ipynb #d81663c5

@@ -46,6 +46,7 @@ class FlamingoConfig:
     code_gate_init: float = 0.0  # tanh gate of the code tokens: 0 = the plain LM, 4 = the codes almost fully in
     code_books: int = 1  # k-means books per clip, one code token each, the last at <SEP> (06d: several books)
     code_sizes: tuple = ()  # codes in each book, the farthest from <SEP> first; () = audio_codes in every book
+    code_temperature: float = 0.0  # 0: hard codes (each clip's nearest centroid); > 0: soft codes (06d)
     max_tokens: int = 512  # AF1 truncates sequences at 512 tokens
     dtype: str = "float32"  # "bfloat16" on GPUs
 

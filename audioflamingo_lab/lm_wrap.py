@@ -28,7 +28,7 @@ class MediaState:
         "Arm for one call: media (B, M, D), media_mask (B, A, n), `audios_before` (B,) <audio> tokens already cached."
         self.clear()
         self.media, self.media_mask, self.record_attention = media, media_mask, record_attention
-        self.codes = codes  # (B, A, books) audio codes for the <SEP> tokens (06d), or None
+        self.codes = codes  # audio codes for the <SEP> tokens (06d: (B, A, books), or soft (B, A, codes)), or None
         if media is not None:
             B = media.shape[0]
             base = (

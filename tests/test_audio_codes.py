@@ -11,9 +11,9 @@ from audioflamingo_lab.training import configure_trainable
 from audioflamingo_lab.checkpoint import save_checkpoint, load_checkpoint, checkpoint_info
 
 
-def coded_tiny(gate: float, books: int = 1, sizes: tuple = ()):
+def coded_tiny(gate: float, books: int = 1, sizes: tuple = (), temperature: float = 0.0):
     torch.manual_seed(0)
-    shape = dict(audio_codes=3, code_books=books, code_sizes=sizes, code_gate_init=gate)
+    shape = dict(audio_codes=3, code_books=books, code_sizes=sizes, code_gate_init=gate, code_temperature=temperature)
     model = build_model("tiny", encoder=None, **shape).eval()
     vectors = torch.nn.functional.normalize(torch.randn(12, model.config.encoder_dim), dim=-1).numpy()
     model.codebook.fit(vectors)
@@ -73,6 +73,30 @@ def test_two_code_books_change_two_tokens_per_clip_and_close_with_the_gates(tmp_
     assert again.codebook.sizes == (4, 3) and torch.equal(again.codebook.centroids, model.codebook.centroids)
     with torch.no_grad():
         assert torch.allclose(again(input_ids, audio_embeds=emb, media_mask=mask).logits, opened, atol=1e-5)
+
+
+def test_soft_codes_at_a_tiny_temperature_are_the_hard_codes_and_close_with_the_gates(tmp_path):
+    hard = coded_tiny(gate=4.0, books=2)
+    (input_ids, emb, mask), hard_logits, _, _ = open_closed_and_plain(hard)
+    soft = coded_tiny(gate=4.0, books=2, temperature=1e-6)  # the same seed: the same LM, centroids and words
+    with torch.no_grad():
+        assert torch.allclose(soft(input_ids, audio_embeds=emb, media_mask=mask).logits, hard_logits, atol=1e-5)
+    warm = coded_tiny(gate=4.0, books=2, temperature=0.5)
+    _, opened, closed, text_only = open_closed_and_plain(warm)
+    assert torch.allclose(closed, text_only, atol=1e-5) and not torch.allclose(opened, hard_logits, atol=1e-3)
+    again = load_checkpoint(save_checkpoint(configure_trainable(warm, "pretrain"), tmp_path / "m.safetensors")).eval()
+    assert again.codebook.temperature == 0.5 and again.config.code_temperature == 0.5
+    with torch.no_grad():
+        assert torch.allclose(again(input_ids, audio_embeds=emb, media_mask=mask).logits, opened, atol=1e-5)
+
+
+def test_soft_codes_decode_the_same_with_and_without_the_kv_cache():
+    model = coded_tiny(gate=4.0, books=2, temperature=0.5)
+    input_ids, emb, mask = two_audio_batch(model)
+    greedy = dict(audio_embeds=emb, media_mask=mask, max_new_tokens=4, do_sample=False)
+    cached = model.generate(input_ids, **greedy)
+    uncached = model.generate(input_ids, **greedy, use_cache=False)
+    assert torch.equal(cached, uncached)
 
 
 def test_an_unfitted_codebook_is_a_clear_error():
