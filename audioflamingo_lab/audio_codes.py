@@ -34,7 +34,14 @@ class AudioCodebook(nn.Module):
     farthest from `<SEP>` first); book b's code c is token `words[starts[b] + c]`."""
 
     def __init__(
-        self, n_codes: int, dim: int, vocab_size: int, gate_init: float = 0.0, books: int = 1, sizes=None, temperature=0.0
+        self,
+        n_codes: int,
+        dim: int,
+        vocab_size: int,
+        gate_init: float = 0.0,
+        books: int = 1,
+        sizes=None,
+        temperature=0.0,
     ):
         super().__init__()
         if sizes and len(sizes) != books:
