@@ -26,7 +26,9 @@ SKIP_FLAGS = {"notest", "gpu"}  # settings.ini tst_flags minus `slow`: the docs 
 CACHE_VERSION = "2"  # bump when the way notebooks are executed changes
 DIRECTIVE = re.compile(r"^\s*#\|\s*(.*?)\s*$")
 # The longest executions first (seconds in the docs build of 2026-12-07, two at a time on 2 Zen 2 cores: 317, 163, 58,
-# 55, 41), so the two workers finish together instead of one running the longest lesson alone at the end.
+# 55, 41), so the two workers finish together instead of one running the longest lesson alone at the end. Each
+# kernel gets cores // workers threads: with two kernels of two threads each on two cores, the same order took 1051 s
+# instead of 727 (20_listening 878 s instead of 321), as the threads of the two kernels fought for the cores.
 LONGEST_FIRST = ("20_listening", "18_tutorial_domain_finetune", "07_training", "17_widgets", "13b_whisper_tiny")
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 
@@ -65,18 +67,20 @@ def source_key(nb_path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def kernel_env() -> dict:
+def kernel_env(threads: int | None = None) -> dict:
     """The kernels' environment: this interpreter (the kernelspec says `python`), this checkout's library, inline
-    figures."""
+    figures, and `threads` threads for torch, BLAS and faiss (unless the caller's environment sets them)."""
     env = dict(
         os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline"
     )  # Agg (the tests' setting) shows none
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if threads else ():
+        env.setdefault(name, str(threads))
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     return env
 
 
-def execute(nb_path: Path, use_cache: bool = True) -> tuple[Path, float]:
+def execute(nb_path: Path, use_cache: bool = True, threads: int | None = None) -> tuple[Path, float]:
     "Execute a copy of the notebook (or reuse the cached copy); returns (executed path, seconds spent)."
     import nbformat
     from nbclient import NotebookClient
@@ -99,7 +103,7 @@ def execute(nb_path: Path, use_cache: bool = True) -> tuple[Path, float]:
         store_widget_state=True,
     )
     try:
-        client.execute(env=kernel_env())
+        client.execute(env=kernel_env(threads))
     except CellExecutionError as e:
         raise RuntimeError(f"{nb_path}: a cell failed while building the docs:\n{str(e)[-3000:]}") from None
     for old in CACHE.glob(f"{nb_path.stem}.*.ipynb"):
@@ -235,8 +239,10 @@ def build(out: Path = ROOT / "_docs", only: list[str] | None = None, workers: in
     SRC.mkdir(parents=True)
     rank = {stem: i for i, stem in enumerate(LONGEST_FIRST)}
     queue = sorted(notebooks, key=lambda p: rank.get(p.stem, len(rank)))  # stable: the rest in reading order
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // workers)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        done = dict(zip(queue, pool.map(execute, queue, [use_cache] * len(queue))))
+        done = dict(zip(queue, pool.map(execute, queue, [use_cache] * len(queue), [threads] * len(queue))))
     timings = {p.stem: round(done[p][1], 1) for p in notebooks}
     for p in notebooks:
         executed = done[p][0]

@@ -31,4 +31,4 @@ echo "== the wheel: built, installed in a venv of its own, used through afl"
 bash scripts/wheel_check.sh
 
 echo "== pytest"
-python -m pytest -q -ra "$@"
+python -m pytest -q -ra --durations=12 "$@"  # the slowest tests, for the time of the test command
