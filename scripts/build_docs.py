@@ -1,7 +1,8 @@
 """Build the docs site from the notebooks, executed, into a folder that opens from disk (`make docs`).
 
-1. Execute a copy of every notebook in `nbs/` (the ones in git stay output-free) with nbclient, two at a time, in `nbs/`
-   like `nbdev_test` does; the test command runs the notebooks only here (tests/test_docs.py). Cells marked
+1. Execute a copy of every notebook in `nbs/` (the ones in git stay output-free) with nbclient, two at a time (one
+   thread each, the longest first), in `nbs/` like `nbdev_test` does; the test command runs the notebooks only here
+   (tests/test_docs.py). Cells marked
    `#| eval: false`, `#| notest` or `#| gpu` are shown but not run; `#| slow` cells run (they draw the pictures of the
    trained demo run). An executed copy is cached under `build/docs-cache/`, keyed by the notebook, the library and
    recipe sources and the benchmark records, so a second build only renders.
