@@ -3,8 +3,8 @@
 1. Execute a copy of every notebook in `nbs/` (the ones in git stay output-free) with nbclient, two at a time (one
    thread each, the longest first), in `nbs/` like `nbdev_test` does; the test command runs the notebooks only here
    (tests/test_docs.py). Cells marked `#| eval: false`, `#| notest` or `#| gpu` are shown but not run; `#| slow`
-   cells run (they draw the pictures of the trained demo run). An executed copy is cached under `build/docs-cache/`, keyed by the notebook, the library and
-   recipe sources and the benchmark records, so a second build only renders.
+   cells run (they draw the pictures of the trained demo run). An executed copy is cached under `build/docs-cache/`,
+   keyed by the notebook, the library and recipe sources and the benchmark records, so a second build only renders.
 2. Turn nbdev directives into page form: `#| hide` and `#| default_exp` cells leave the page, the `#|` lines leave the
    code, `#| echo: false` keeps only the output, `#| output: false` only the code. Widget outputs become the
    html-manager's embed markup (state + view), rendered by a local, self-contained copy of its script.
