@@ -41,7 +41,7 @@ class AudioCodebook(nn.Module):
         gate_init: float = 0.0,
         books: int = 1,
         sizes=None,
-        temperature=0.0,
+        temperature: float = 0.0,
     ):
         super().__init__()
         if sizes and len(sizes) != books:
