@@ -25,11 +25,10 @@ SRC, CACHE = BUILD / "docs-src", BUILD / "docs-cache"
 SKIP_FLAGS = {"notest", "gpu"}  # settings.ini tst_flags minus `slow`: the docs run the slow cells
 CACHE_VERSION = "2"  # bump when the way notebooks are executed changes
 DIRECTIVE = re.compile(r"^\s*#\|\s*(.*?)\s*$")
-# The longest executions first (seconds in the docs build of 2026-12-07, two at a time on 2 Zen 2 cores: 317, 163, 58,
-# 55, 41), so the two workers finish together instead of one running the longest lesson alone at the end. Each
-# kernel gets cores // workers threads: with two kernels of two threads each on two cores, the same order took 1051 s
-# instead of 727 (20_listening 878 s instead of 321), as the threads of the two kernels fought for the cores.
-LONGEST_FIRST = ("20_listening", "18_tutorial_domain_finetune", "07_training", "17_widgets", "13b_whisper_tiny")
+# The longest executions first (seconds in the build of 2026-12-07 at commit 0336ac4, one thread per kernel, 2 Zen 2
+# cores: 333, 159, 46, 34, 27), so the two workers finish together. One thread each because two kernels of two
+# threads on two cores fought for them: that build took 1051 s instead of 563.
+LONGEST_FIRST = ("20_listening", "18_tutorial_domain_finetune", "13b_whisper_tiny", "17_widgets", "13a_aisfx_encoder")
 WIDGET_VIEW, WIDGET_STATE = "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"
 
 

@@ -2,8 +2,9 @@
 
 For each k-means fit of the held-out books (three books of 8, fitted on the val languages' retrieval pool as the demo
 fits them) and each temperature (0 = hard codes): balanced 5-way 1-shot (shot draw 0) and, with --rows, RAG-k, read
-with the options readout. Also a no-LM stand-in over --proxy_fits fits: the shot whose code blends match the query's
-best wins (the dot product of the blends; at temperature 0 the count of shared codes). Val only: it chooses. Usage:
+with the options readout. Also a no-LM stand-in over --proxy_fits fits and shot draws 0-2: the shot whose code blends
+match the query's best wins (the dot product of the blends; at temperature 0 the count of shared codes; ties split).
+Val only: it chooses. Usage:
     python benchmarks/icl/soft_codes_sweep.py DATA_DIR CACHE TEMPS FITS OUT.json [--rows balanced,rag4] [--proxy_fits N]
 Record: benchmarks/results/audio_codes/soft_codes_val.json.
 """
