@@ -6,7 +6,8 @@
    puts the sum of the three books' code rows, scaled by 1/sqrt(3), at `<SEP>`.
 2. Books (no LM): the stand-in over 30 fits and shot draws 0-2, scored two ways: `count` (the shot sharing most codes
    with the query wins) and `run` (the longest run of equal codes from `<SEP>` backwards wins); ties split, no match
-   scores 0. `seeds` is the demo (three spherical k-means seeds on the pool's unit clip vectors); `residual` fits book
+   scores 0. `seeds` is the demo (three spherical k-means seeds on the pool's unit clip vectors); `centred` the same on
+   the vectors less the pool's mean, renormalised (they sit in a narrow cone); `residual` fits book
    b on what books 0..b-1 leave (residual quantisation; the coarse book at `<SEP>`); `bagged` fits each book on a
    bootstrap of the pool; `projected` on a 64-d random projection each; `pc_groups` on 20 of the pool's principal
    directions each (interleaved, after centring).
@@ -82,6 +83,12 @@ def seeds(f):
     return [np.stack([nearest(x, c) for c in cents], 1) for x in (P, Q)]
 
 
+def centred(f):
+    mean = P.mean(0)
+    cents = [kmeans(unit(P - mean), f + 1000 * b) for b in range(3)]
+    return [np.stack([nearest(unit(x - mean), c) for c in cents], 1) for x in (P, Q)]
+
+
 def residual(f):
     rp, rq, cp, cq = P.copy(), Q.copy(), [], []
     for b in range(3):
@@ -119,7 +126,9 @@ def pc_groups(f):
 
 
 books = {}
-for name, cut in dict(seeds=seeds, residual=residual, bagged=bagged, projected=projected, pc_groups=pc_groups).items():
+for name, cut in dict(
+    seeds=seeds, centred=centred, residual=residual, bagged=bagged, projected=projected, pc_groups=pc_groups
+).items():
     codes = [cut(f) for f in range(args.proxy_fits)]
     for how in ("count", "run"):
         v = [round(stand_in(cp, cq, how), 3) for cp, cq in codes]
