@@ -17,8 +17,7 @@ from audioflamingo_lab.encoders import EmbeddingCache
 from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.icl import BalancedShots, make_episodes
 from audioflamingo_lab.rag import embed_clips
-from audioflamingo_lab.fewshot import generate_answers
-from audioflamingo_lab.evaluation import score_predictions
+from frozen_lm import options_accuracy  # a sibling file: scripts run as python benchmarks/icl/NAME.py
 
 data, cache_dir, out = sys.argv[1:4]
 H = f"{data}/spoken_languages/manifest.jsonl"
@@ -45,11 +44,7 @@ for fit in (0, 1, 2):
         x = P - mean.numpy() if books == "centred" else P
         net.codebook.fit(x, seed=fit)  # `fit` renormalises its input
         AudioCodebook.similarity = centred_similarity if books == "centred" else demo_similarity
-        answers, _ = generate_answers(
-            net, episodes, cache, None, 8, 384, readout="options", max_new_tokens=12, do_sample=False, num_beams=1
-        )
-        score = score_predictions("accuracy", answers, [e.query for e in episodes]).score
-        rows.append(dict(fit=fit, books=books, balanced=round(score, 3)))
+        rows.append(dict(fit=fit, books=books, balanced=options_accuracy(net, episodes, cache)))
         print(rows[-1], round(time.time() - t0), flush=True)
 what = (
     f"{H}: val languages ({len(queries)} queries; pool: the train split), frozen SmolLM2-135M with three 8-code "

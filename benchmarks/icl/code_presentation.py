@@ -27,8 +27,7 @@ from audioflamingo_lab.encoders import EmbeddingCache
 from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.icl import BalancedShots, make_episodes
 from audioflamingo_lab.rag import embed_clips
-from audioflamingo_lab.fewshot import generate_answers
-from audioflamingo_lab.evaluation import score_predictions
+from frozen_lm import options_accuracy  # a sibling file: scripts run as python benchmarks/icl/NAME.py
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data"), ap.add_argument("cache"), ap.add_argument("out")
@@ -160,11 +159,7 @@ for fit in [int(f) for f in args.fits.split(",")]:
     fit_codebook(net, pool, cache, seed=fit)
     for v in ("three", "last", "sum"):
         presentation["v"] = v
-        answers, _ = generate_answers(
-            net, episodes, cache, None, 8, 384, readout="options", max_new_tokens=12, do_sample=False, num_beams=1
-        )
-        score = score_predictions("accuracy", answers, [e.query for e in episodes]).score
-        rows.append(dict(fit=fit, presentation=v, balanced=round(score, 3)))
+        rows.append(dict(fit=fit, presentation=v, balanced=options_accuracy(net, episodes, cache)))
         print(rows[-1], round(time.time() - t0), flush=True)
 what = (
     f"{H}: val languages ({len(queries)} queries; retrieval pool: the train split); frozen SmolLM2-135M with three "
