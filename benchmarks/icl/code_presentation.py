@@ -10,7 +10,9 @@
    the vectors less the pool's mean, renormalised (they sit in a narrow cone); `residual` fits book
    b on what books 0..b-1 leave (residual quantisation; the coarse book at `<SEP>`); `bagged` fits each book on a
    bootstrap of the pool; `projected` on a 64-d random projection each; `pc_groups` on 20 of the pool's principal
-   directions each (interleaved, after centring).
+   directions each (interleaved, after centring). `seeds` fits with faiss here as `AudioCodebook.fit` does (the
+   other cuts need their own fits); its 30 count scores equal soft_codes_sweep.py's hard stand-in, which uses the
+   library's codebook, fit for fit.
 Val only: it chooses. Usage:
     python benchmarks/icl/code_presentation.py DATA_DIR CACHE OUT.json [--fits 0,1,2] [--proxy_fits 30]
 Record: benchmarks/results/audio_codes/code_presentation_val.json.
