@@ -26,6 +26,7 @@ def verdict(heldout, seen) -> dict:
         rows[f"{s}-{k}"] = {
             "model": _score(heldout, s, k),
             "knn": _score(heldout, s, k, "knn"),
+            "knn_centred": _score(heldout, s, k, "knn-centred"),  # the stronger vote (12c); None in older reports
             "chance": _score(heldout, s, k, "chance"),
             "ci95": [round(x, 3) for x in r["ci95"]],
             **{
@@ -52,8 +53,9 @@ def verdict_lines(v: dict) -> list[str]:
     lines = [f"held-out languages ({v['split']}, readout {readout}): zero-shot {v['zero_shot']}"]
     for name, r in v["rows"].items():
         ctl = ", ".join(f"{c} {r[c]}" for c in ("no-query-audio", "gates-off", "shuffled-shot-audio") if c in r)
+        knn = f"knn {r['knn']}" + (f" (centred {r['knn_centred']})" if r.get("knn_centred") is not None else "")
         lines.append(
-            f"  {name:<11} model {r['model']} {r['ci95']}  knn {r['knn']}  chance {r['chance']}"
+            f"  {name:<11} model {r['model']} {r['ci95']}  {knn}  chance {r['chance']}"
             f"  -> {'beats' if r['beats_knn'] else 'does NOT beat'} knn" + (f"  | controls: {ctl}" if ctl else "")
         )
     lines.append(f"seen classes, zero-shot: {v['seen_zero_shot']} {v['seen_ci95']}  chance {v.get('seen_chance')}")

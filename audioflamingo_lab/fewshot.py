@@ -19,7 +19,7 @@ from .icl import RandomShots, RetrievedShots, BalancedShots, make_episodes
 from .inference import AudioFlamingoProcessor, READOUTS, check_readout, options_only, extract_answer
 from .encoders import as_embedding_cache
 from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, score_predictions
-from .fewshot_controls import CONTROLS, knn_label, copy_last_label, majority_label, gates_closed
+from .fewshot_controls import CONTROLS, knn_label, majority_label, gates_closed, baseline_predictions
 from .fewshot_controls import without_query_audio, shuffled_shot_audio
 from .fewshot_report import FewShotReport, prepare_out, write_report
 from .audio_codes import codebook_fitted_on
@@ -136,25 +136,6 @@ def _plan(manifest, shots, select, split, task, limit, metric, controls, control
     return items, split, task, metric, runs, pool, control_at
 
 # %% ../nbs/12b_fewshot.ipynb #be3ccc0d
-def _similarities(episodes: list[Episode], index) -> list[list[float]] | None:
-    "Cosine similarity of every shot to its query, from the index's vectors (None without an index that has them)."
-    if index is None or not hasattr(index, "query_vectors"):
-        return None
-    unique = list({(it.id, it.audio): it for ep in episodes for it in ep.items}.values())
-    vecs = dict(zip([(it.id, it.audio) for it in unique], index.query_vectors(unique)))
-    return [[float(vecs[(s.id, s.audio)] @ vecs[(ep.query.id, ep.query.audio)]) for s in ep.shots] for ep in episodes]
-
-
-def _baselines(episodes, k, majority, index) -> dict[str, list[str]]:
-    "Predictions of the no-model baselines on these episodes."
-    out = {"majority": [majority] * len(episodes)} if majority is not None else {}
-    if k > 0:
-        sims = _similarities(episodes, index)
-        out["knn"] = [knn_label(ep, sims[i] if sims else None) for i, ep in enumerate(episodes)]
-        out["copy-last"] = [copy_last_label(ep) for ep in episodes]
-    return out
-
-
 def _controls(episodes, controls, pool, rng, k) -> dict[str, list[Episode]]:
     out = {}
     if "no-query-audio" in controls:
@@ -229,7 +210,9 @@ def _answers(model, eps, condition, desc, memo, decoding, gen) -> tuple:
 # %% ../nbs/12b_fewshot.ipynb #64ef9703
 def _baseline_entries(episodes, k, seed, majority, index, score) -> dict[str, dict]:
     "{row: entry} of the no-model baselines of one row, then chance; `score(preds, episodes, seed)` makes an entry."
-    out = {name: score(preds, episodes, seed) for name, preds in _baselines(episodes, k, majority, index).items()}
+    out = {
+        name: score(preds, episodes, seed) for name, preds in baseline_predictions(episodes, k, majority, index).items()
+    }
     chance, n = _chance(episodes), len(episodes)
     no_predictions = dict(lines=[], answers=[], per_item=[chance] * n, exact=None, no_match=None)
     out["chance"] = {"seed": seed, "score": chance, "n": n, **no_predictions}
@@ -245,6 +228,7 @@ def _report_meta(settings, control_at, majority, items, checkpoint, index, manif
         "n_items": len(items),
         "checkpoint": checkpoint,
         "knn_ties": "most similar shot" if hasattr(index, "query_vectors") else "later shot",
+        "knn_centre": "mean of the index's pool vectors" if getattr(index, "vectors", None) is not None else None,
         "manifest": str(manifest) if isinstance(manifest, (str, Path)) else None,
         "prompts": prompts,
         "decoding": {k: v for k, v in decoding.items() if isinstance(v, (int, float, str, bool, type(None)))},

@@ -9,13 +9,15 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Sequence
+import numpy as np
 import torch
 from .core import Item, Episode
 from .template import token_ids, SEP, EOC
 
 # %% auto #0
-__all__ = ['CONTROLS', 'knn_label', 'copy_last_label', 'majority_label', 'without_query_audio', 'shuffled_shot_audio',
-           'gates_closed', 'LabelCopier', 'AudioOracle']
+__all__ = ['CONTROLS', 'knn_label', 'copy_last_label', 'majority_label', 'clip_vectors', 'shot_similarities',
+           'baseline_predictions', 'without_query_audio', 'shuffled_shot_audio', 'gates_closed', 'LabelCopier',
+           'AudioOracle']
 
 # %% ../nbs/12c_fewshot_controls.ipynb #919ef3ae
 def knn_label(episode: Episode, similarities: Sequence[float] | None = None) -> str:
@@ -35,6 +37,37 @@ def majority_label(pool: Sequence[Item]) -> str:
     "The most frequent answer of the train pool (ties: alphabetical)."
     counts = Counter(it.answer for it in pool)
     return min(counts, key=lambda label: (-counts[label], label))
+
+# %% ../nbs/12c_fewshot_controls.ipynb #9897222b
+def clip_vectors(episodes: Sequence[Episode], index) -> dict | None:
+    "{(id, audio): unit vector} of every clip in the episodes, from the index (None without an index that has them)."
+    if index is None or not hasattr(index, "query_vectors"):
+        return None
+    unique = list({(it.id, it.audio): it for ep in episodes for it in ep.items}.values())
+    return dict(zip([(it.id, it.audio) for it in unique], index.query_vectors(unique)))
+
+
+def shot_similarities(episodes: Sequence[Episode], vectors: dict, centre=None) -> list[list[float]]:
+    "Cosine similarity of every shot to its query; with `centre`, of the vectors minus `centre` (renormalised)."
+    if centre is not None:
+        vectors = {key: (v - centre) / max(float(np.linalg.norm(v - centre)), 1e-12) for key, v in vectors.items()}
+    query = [vectors[(ep.query.id, ep.query.audio)] for ep in episodes]
+    return [[float(vectors[(s.id, s.audio)] @ q) for s in ep.shots] for ep, q in zip(episodes, query)]
+
+# %% ../nbs/12c_fewshot_controls.ipynb #2f3a0d72
+def baseline_predictions(episodes: Sequence[Episode], k: int, majority: str | None, index) -> dict[str, list[str]]:
+    "Predictions of the no-model rows: majority, knn, knn-centred (with an index that holds pool vectors), copy-last."
+    out = {"majority": [majority] * len(episodes)} if majority is not None else {}
+    if k == 0:
+        return out
+    vectors = clip_vectors(episodes, index)
+    sims = shot_similarities(episodes, vectors) if vectors else [None] * len(episodes)
+    out["knn"] = [knn_label(ep, s) for ep, s in zip(episodes, sims)]
+    if vectors and getattr(index, "vectors", None) is not None:
+        centred = shot_similarities(episodes, vectors, np.asarray(index.vectors).mean(0))
+        out["knn-centred"] = [knn_label(ep, s) for ep, s in zip(episodes, centred)]
+    out["copy-last"] = [copy_last_label(ep) for ep in episodes]
+    return out
 
 # %% ../nbs/12c_fewshot_controls.ipynb #384455ab
 CONTROLS = ("no-query-audio", "gates-off", "shuffled-shot-audio")

@@ -22,6 +22,7 @@ ROW_KIND = {
     "chance": "baseline",
     "majority": "baseline",
     "knn": "baseline",
+    "knn-centred": "baseline",
     "copy-last": "baseline",
     **{c: "control" for c in CONTROLS},
 }
@@ -183,7 +184,7 @@ _MARKERS = {"no-query-audio": "X", "gates-off": "s", "shuffled-shot-audio": "^"}
 
 
 def plot(report: FewShotReport, path=None, title: str = ""):
-    "Model curves with 95 % intervals, knn dashed, chance dotted, controls as markers; saves a PNG if `path`."
+    "Model curves, 95 % intervals; knn dashed (centred: dash-dot), chance dotted, controls as markers; PNG to `path`."
     from matplotlib.figure import Figure  # no pyplot: works headless and leaves the user's backend alone
 
     fig = Figure(figsize=(6.5, 4))
@@ -194,7 +195,7 @@ def plot(report: FewShotReport, path=None, title: str = ""):
         err = np.array([[r["score"] - r["ci95"][0], r["ci95"][1] - r["score"]] for r in rows]).T.clip(0)
         name = f"{select} {rows[-1].get('ways')}-way (k per class)" if select == "balanced" else select
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=name)
-        for condition, style in (("knn", "--"), ("chance", ":")):
+        for condition, style in (("knn", "--"), ("knn-centred", "-."), ("chance", ":")):
             base = [r for r in _curve(report, select, condition) if r["shots"] > 0 or condition == "chance"]
             xs, ys = [r["shots"] for r in base], [r["score"] for r in base]
             if len(base) == 1:  # one k only (balanced 1-shot): a short segment, so the baseline stays visible
@@ -213,7 +214,10 @@ def plot(report: FewShotReport, path=None, title: str = ""):
                     s=60,
                     zorder=3,
                 )
-    legend = [("knn (same shots, no model)", dict(ls="--", color="gray")), ("chance", dict(ls=":", color="gray"))]
+    legend = [("knn (same shots, no model)", dict(ls="--", color="gray"))]
+    if any(r["condition"] == "knn-centred" for r in report.rows):
+        legend.append(("knn on centred vectors", dict(ls="-.", color="gray")))
+    legend.append(("chance", dict(ls=":", color="gray")))
     legend += [
         (control, dict(ls="", marker=m, color="w", markeredgecolor="k", markersize=7))
         for control, m in _MARKERS.items()

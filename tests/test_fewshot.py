@@ -3,6 +3,7 @@
 import json, os, random
 from pathlib import Path
 from types import SimpleNamespace as NS
+import numpy as np
 import pytest, torch
 from audioflamingo_lab.core import Item, Episode
 from audioflamingo_lab.template import build_tiny_tokenizer, SEP
@@ -202,6 +203,42 @@ def test_errors_name_the_problem(tok, items, tmp_path):
         evaluate(model, cap, shots=[0], out=tmp_path / "d", cache=OneHotCache())
     with pytest.raises(ValueError, match="no val items"):
         evaluate(model, items[:25], shots=[0], out=tmp_path / "e", cache=OneHotCache())
+
+
+class VectorIndex(SameClassIndex):
+    "SameClassIndex that also holds unit clip vectors: the pool's (`vectors`) and any item's (`query_vectors`)."
+
+    def __init__(self, pool, rows):
+        super().__init__(pool)
+        self.rows, self.vectors = rows, np.stack([rows[it.id] for it in pool])
+
+    def query_vectors(self, items):
+        return np.stack([self.rows[it.id] for it in items])
+
+
+def test_knn_centred_is_the_vote_on_pool_centred_vectors(tok, items, tmp_path):
+    rng = np.random.default_rng(0)
+    lean, directions = rng.normal(size=16) * 3, rng.normal(size=(5, 16))  # every clip shares the lean
+    raw = {it.id: lean + directions[CLASSES.index(it.answer)] + rng.normal(size=16) * 1.5 for it in items}
+    unit = {i: (v / np.linalg.norm(v)).astype(np.float32) for i, v in raw.items()}
+    index = VectorIndex(items[:25], unit)
+    kw = dict(index=index, shots=[1], select=["balanced"], seeds=[0], controls=[])
+    rep = run(LabelCopier(tok), items, tmp_path, "centred", **kw)
+    mean = index.vectors.mean(0)
+    centred = {i: (v - mean) / np.linalg.norm(v - mean) for i, v in unit.items()}
+    lines = [json.loads(x) for x in (tmp_path / "centred" / "predictions.jsonl").read_text().splitlines()]
+    votes = [x for x in lines if x["condition"] == "knn-centred"]
+    assert len(votes) == 20 and rep.row("balanced", 1, "knn-centred")["n"] == 20
+    for x in votes:  # one shot per class: the vote is the most similar shot after centring (brute force)
+        sims = [centred[s] @ centred[x["id"]] for s in x["shot_ids"]]
+        assert x["prediction"] == x["shot_labels"][int(np.argmax(sims))], x["id"]
+    assert rep.meta["knn_centre"] == "mean of the index's pool vectors"
+    assert (
+        run(LabelCopier(tok), items, tmp_path, "no-vectors", **{**kw, "index": SameClassIndex(items[:25])}).row(
+            "balanced", 1, "knn-centred"
+        )
+        is None
+    )  # an index without vectors: no centred row
 
 
 def test_knn_ties_go_to_the_most_similar_shot():
