@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #233ef080
 from __future__ import annotations
-import os, random
+import os, random, tempfile
 from dataclasses import dataclass, field, asdict
+from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['AudioError', 'Item', 'Episode', 'seed_everything', 'default_device', 'auto_precision', 'stable_seed']
+__all__ = ['AudioError', 'Item', 'Episode', 'seed_everything', 'default_device', 'auto_precision', 'stable_seed', 'scratch_dir']
 
 # %% ../nbs/00_core.ipynb #98962d88
 class AudioError(ValueError):
@@ -91,3 +92,13 @@ def stable_seed(*parts) -> int:
     import hashlib
 
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:4], "little")
+
+# %% ../nbs/00_core.ipynb #a045c316
+_SCRATCH = []  # the folders' owners: alive until exit, when TemporaryDirectory's finalizer removes each folder
+
+
+def scratch_dir(prefix: str = "afl-") -> Path:
+    "A fresh temporary folder, removed when Python exits (a notebook: when its kernel stops)."
+    holder = tempfile.TemporaryDirectory(prefix=prefix)
+    _SCRATCH.append(holder)
+    return Path(holder.name)

@@ -4,13 +4,13 @@
 
 # %% ../nbs/17_widgets.ipynb #a3c34c7e
 from __future__ import annotations
-import io, os, tempfile
+import io, os
 from pathlib import Path
 import numpy as np
 import ipywidgets as W
 from matplotlib.figure import Figure
 from fastcore.basics import patch
-from .core import Item
+from .core import Item, scratch_dir
 from .fewshot_report import FewShotReport
 from .checkpoint import checkpoint_gates, checkpoint_step, find_checkpoints
 
@@ -145,7 +145,7 @@ class RetrievalBrowser(_Shown):
         self.queries = {it.id: it for it in (items if items is not None else index.items) if it.audio is not None}
         if not self.queries:
             raise ValueError("no items with audio to pick a query from")
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="afl-upload-"))
+        self.upload_dir = scratch_dir("afl-upload-")  # copies of uploaded clips, removed when Python exits
         self._make_widgets(k)
         self.pick.observe(lambda c: self.show(self.queries[c["new"]]), "value")
         self.k_pick.observe(lambda _: self.show(self.query), "value")

@@ -1,14 +1,15 @@
 "The tiny trained run both widget test files look at, built once per test process."
 
-import functools, tempfile
+import functools
 from pathlib import Path
 
 
 @functools.cache
 def tiny_run():
+    from audioflamingo_lab.core import scratch_dir
     from audioflamingo_lab.widget_runs import tiny_trained_run
 
-    return tiny_trained_run(Path(tempfile.mkdtemp(prefix="afl-widgets-test-")), steps=6, save_every=2, shots=2)
+    return tiny_trained_run(scratch_dir("afl-widgets-test-"), steps=6, save_every=2, shots=2)  # removed at exit
 
 
 @functools.cache
