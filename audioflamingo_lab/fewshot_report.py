@@ -14,7 +14,7 @@ from .fewshot_controls import CONTROLS
 
 # %% auto #0
 __all__ = ['ROW_KIND', 'OUTPUTS', 'FewShotReport', 'per_query', 'curves', 'class_curves', 'largest_k_classes', 'table', 'plot',
-           'prepare_out', 'write_report']
+           'prepare_out', 'write_report', 'query_scores', 'paired_difference']
 
 # %% ../nbs/12d_fewshot_report.ipynb #5fb7bd60
 ROW_KIND = {
@@ -277,3 +277,40 @@ def write_report(out: Path, results: dict, report: FewShotReport) -> FewShotRepo
     report.plot(out / "fewshot.png")
     report.to_json(out / "report.json")
     return report
+
+# %% ../nbs/12d_fewshot_report.ipynb #69ac3157
+def query_scores(predictions, select: str, k: int, condition: str = "model") -> dict[str, float]:
+    "{query id: score, its mean over the seeds that asked it} of one row of a predictions.jsonl."
+    by_query = defaultdict(list)
+    for line in Path(predictions).read_text().splitlines():
+        d = json.loads(line)
+        if (d["select"], d["shots"], d["condition"]) == (select, k, condition):
+            by_query[d["id"]].append(d["score"])
+    if not by_query:
+        raise ValueError(f"{predictions}: no predictions of the row {select}-{k} {condition}")
+    return {query: float(np.mean(v)) for query, v in by_query.items()}
+
+# %% ../nbs/12d_fewshot_report.ipynb #cf1f3d31
+def paired_difference(a: dict, b: dict, n_resamples: int = 10_000, seed: int = 0) -> dict:
+    "A minus B over the same queries: mean, paired bootstrap 95 % interval, queries won by each, sign-test p."
+    from scipy.stats import binomtest
+    from audioflamingo_lab.evaluation import bootstrap_interval
+
+    if set(a) != set(b):
+        raise ValueError(
+            f"the rows asked different queries: {len(set(a) - set(b))} only in A, {len(set(b) - set(a))} only in B"
+        )
+    diff = np.array([a[q] - b[q] for q in sorted(a)])
+    wins_a, wins_b = int((diff > 0).sum()), int((diff < 0).sum())
+    p = binomtest(wins_a, wins_a + wins_b).pvalue if wins_a + wins_b else 1.0
+    ci = bootstrap_interval(diff, n_resamples=n_resamples, seed=seed)
+    return dict(
+        n=len(diff),
+        a=float(np.mean(list(a.values()))),
+        b=float(np.mean(list(b.values()))),
+        difference=float(diff.mean()),
+        ci95=[float(x) for x in ci],
+        a_higher=wins_a,
+        b_higher=wins_b,
+        p=float(p),
+    )
