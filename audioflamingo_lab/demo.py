@@ -369,7 +369,7 @@ def _demo(out: Path, cfg: DemoConfig, quick: bool, overwrite: bool, t0: float, d
     say("4/4 summary")
     for name in ("report.json", "fewshot.png"):
         shutil.copy(out / "eval" / name, out / name)
-    v = verdict(heldout, seen)
+    v = verdict(heldout, seen, out / "eval" / "predictions.jsonl")  # + the model against knn, query by query
     summary = {
         "verdict": v,
         "wall_s": round(time.time() - t0, 1),

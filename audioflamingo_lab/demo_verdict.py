@@ -16,8 +16,23 @@ def _score(report, select, k, condition="model"):
     return None if row is None else round(row["score"], 3)
 
 
-def verdict(heldout, seen) -> dict:
-    "The demo's claims as numbers: model vs knn vs chance per row, the controls, and the seen-class zero-shot score."
+def _paired(predictions, select: str, k: int, baseline: str) -> dict:
+    "The model minus `baseline` on the same queries (12d's paired_difference), rounded for the summary."
+    from audioflamingo_lab.fewshot_report import paired_difference, query_scores
+
+    d = paired_difference(query_scores(predictions, select, k), query_scores(predictions, select, k, baseline))
+    return dict(
+        difference=round(d["difference"], 3),
+        ci95=[round(x, 3) for x in d["ci95"]],
+        p=round(d["p"], 3),
+        model_higher=d["a_higher"],
+        baseline_higher=d["b_higher"],
+    )
+
+
+def verdict(heldout, seen, predictions=None) -> dict:
+    """The demo's claims as numbers: model vs knn vs chance per row, the controls, and the seen-class zero-shot score;
+    with the run's `predictions` (predictions.jsonl), the model against knn query by query too."""
     rows = {}
     for r in heldout.rows:
         if r["condition"] != "model" or r["shots"] == 0:
@@ -36,6 +51,8 @@ def verdict(heldout, seen) -> dict:
             },
         }
         rows[f"{s}-{k}"]["beats_knn"] = r["ci95"][0] > (rows[f"{s}-{k}"]["knn"] or 0)
+        if predictions is not None and heldout.row(s, k, "knn"):
+            rows[f"{s}-{k}"]["paired_knn"] = _paired(predictions, s, k, "knn")
     return {
         "zero_shot": _score(heldout, "none", 0),
         "rows": rows,
@@ -58,6 +75,12 @@ def verdict_lines(v: dict) -> list[str]:
             f"  {name:<11} model {r['model']} {r['ci95']}  {knn}  chance {r['chance']}"
             f"  -> {'beats' if r['beats_knn'] else 'does NOT beat'} knn" + (f"  | controls: {ctl}" if ctl else "")
         )
+        if "paired_knn" in r:
+            d = r["paired_knn"]
+            lines.append(
+                f"  {'':<11} model - knn on the same queries {d['difference']:+} {d['ci95']}: the model higher on"
+                f" {d['model_higher']}, knn on {d['baseline_higher']} (sign test p {d['p']})"
+            )
     lines.append(f"seen classes, zero-shot: {v['seen_zero_shot']} {v['seen_ci95']}  chance {v.get('seen_chance')}")
     return lines
 
