@@ -4,14 +4,17 @@
 
 # %% ../nbs/06d_audio_codes.ipynb #630a1c75
 from __future__ import annotations
+from collections import Counter
 from contextlib import contextmanager
+from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['clip_vectors', 'code_words', 'AudioCodebook', 'sep_owner', 'fit_codebook', 'codebook_fitted_on']
+__all__ = ['clip_vectors', 'code_words', 'AudioCodebook', 'sep_owner', 'fit_codebook', 'codebook_fitted_on', 'vote',
+           'answers_over_fits']
 
 # %% ../nbs/06d_audio_codes.ipynb #4e99296d
 def clip_vectors(window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
@@ -186,3 +189,18 @@ def codebook_fitted_on(model, items, cache=None, seed: int = 0):
     finally:
         book.centroids.copy_(saved[0])
         book.fitted.copy_(saved[1])
+
+# %% ../nbs/06d_audio_codes.ipynb #aa4de292
+def vote(answers: Sequence[str]) -> str:
+    "The most frequent answer; ties go to the earliest of the tied answers."
+    counts = Counter(answers)
+    return next(a for a in answers if counts[a] == max(counts.values()))
+
+
+def answers_over_fits(model, items, cache, seeds: Sequence[int], answer: Callable) -> list:
+    "`answer()` once per k-means seed, with the codebook fitted on `items` with it; the model's own book after."
+    runs = []
+    for seed in seeds:
+        with codebook_fitted_on(model, items, cache, seed):
+            runs.append(answer())
+    return runs

@@ -48,6 +48,7 @@ class DemoConfig:
     code_temperature: float = 0.0  # 0: hard codes; > 0: soft codes, each book's rows blended by similarity (06d)
     code_fit_seed: int | None = None  # k-means seed of the held-out books; None = the run's seed, so the spread over
     # seeds includes the fit's (three fits of the frozen LM span 0.63-0.79 on val); the records before v2 used 0
+    code_fits: int = 1  # held-out answers: the vote over this many fits (06d; 3 raised the frozen LM on val); 1 = one
     mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
     # labels in the runs without codes, where closing the gates scored higher than the model: README)
     gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
@@ -227,6 +228,8 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
     common["readout"] = cfg.readout
     bf16 = cfg.precision.startswith("bf16") and not torch.cuda.is_available()
     fitted = codebook_fitted_on(model, index.items, store, code_fit_seed(cfg))
+    n = cfg.code_fits  # a vote: fits seed * n ... seed * n + n - 1, so runs of other seeds vote over other fits
+    votes = [code_fit_seed(cfg) * n + i for i in range(n)] if n > 1 else None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), fitted:
         heldout = evaluate(  # audio codes (if any) of the held-out retrieval pool; the seen classes keep training's
             model,
@@ -241,6 +244,7 @@ def evaluate_demo(model, cfg: DemoConfig, data: dict[str, Path], store, out: Pat
             control_at=cfg.controls_at,
             control_draws=cfg.control_draws,
             out=out / "eval",
+            code_fits=votes,
             **common,
         )
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -22,7 +22,7 @@ from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, scor
 from .fewshot_controls import CONTROLS, knn_label, majority_label, gates_closed, baseline_predictions
 from .fewshot_controls import without_query_audio, shuffled_shot_audio
 from .fewshot_report import FewShotReport, prepare_out, write_report
-from .audio_codes import codebook_fitted_on
+from .audio_codes import codebook_fitted_on, answers_over_fits, vote
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'generate_answers', 'evaluate', 'FewShotValidation']
@@ -198,13 +198,20 @@ def _chance(episodes) -> float:
     return float(np.mean([1 / len(ep.query.options) for ep in episodes if ep.query.options] or [0.0]))
 
 # %% ../nbs/12b_fewshot.ipynb #aba345aa
-def _answers(model, eps, condition, desc, memo, decoding, gen) -> tuple:
+def _answers(model, eps, condition, desc, memo, decoding, gen, fits=None) -> tuple:
     """(answers, rendered) of `eps` under `condition` (gates closed for 'gates-off'), generated once per signature;
-    `gen` = (cache, encoder, batch_size, max_tokens)."""
+    `gen` = (cache, encoder, batch_size, max_tokens); `fits` = (pool, k-means seeds): the vote over those code books."""
     key = _signature(eps, condition == "gates-off")
     if key not in memo or decoding.get("do_sample"):
         with gates_closed(model) if condition == "gates-off" else nullcontext():
-            memo[key] = generate_answers(model, eps, *gen, desc=desc, **decoding)
+            if fits is None:
+                memo[key] = generate_answers(model, eps, *gen, desc=desc, **decoding)
+            else:  # the gates close the codes too: one book is enough for gates-off
+                seeds = fits[1][:1] if condition == "gates-off" else fits[1]
+                runs = answers_over_fits(
+                    model, fits[0], gen[0], seeds, lambda: generate_answers(model, eps, *gen, desc=desc, **decoding)
+                )
+                memo[key] = [vote(answers) for answers in zip(*(r[0] for r in runs))], runs[0][1]
     return memo[key]
 
 # %% ../nbs/12b_fewshot.ipynb #64ef9703
@@ -267,6 +274,7 @@ def evaluate(
     n_prompts: int = 3,
     similarity=ngram_similarity,
     overwrite: bool = False,
+    code_fits: Sequence[int] | None = None,  # answers: the vote over code books fitted on the pool with these seeds
     **decoding,
 ) -> FewShotReport:
     "Few-shot rows with baselines and controls -> out/report.json, predictions.jsonl, fewshot.png; returns the report."
@@ -280,6 +288,7 @@ def evaluate(
     decoding["readout"] = readout  # generate_answers' argument; the report's meta records it with the decoding
     majority = majority_label(pool) if pool and metric == "accuracy" else None
     memo, gen = {}, (cache, encoder, batch_size, max_tokens)  # generate_answers' arguments after the episodes
+    fits = (pool, list(code_fits)) if code_fits else None  # 06d's vote over k-means fits
     score = partial(_entry, metric, matching=matching, threshold=threshold, similarity=similarity)
     results, prompts = defaultdict(list), []
     for seed in seeds:
@@ -289,7 +298,7 @@ def evaluate(
             conditions = _row_conditions(items, k, s, seed, pool, index, ways, order, row_controls)
             for condition, eps in conditions.items():
                 desc = f"seed {seed} k={k} {s} {condition}"
-                answers, rendered = _answers(model, eps, condition, desc, memo, decoding, gen)
+                answers, rendered = _answers(model, eps, condition, desc, memo, decoding, gen, fits)
                 results[s, k, condition].append(score(answers, eps, seed))
                 if condition == "model" and seed == seeds[0]:
                     prompts += [{"shots": k, "select": s, "id": r.id, "text": r.text} for r in rendered[:n_prompts]]
@@ -297,7 +306,7 @@ def evaluate(
                 for name, entry in _baseline_entries(conditions["model"], k, seed, majority, index, score).items():
                     results[s, k, name].append(entry)
     settings = dict(seeds=list(seeds), threshold=threshold, ways=ways, order=order, controls=list(controls))
-    settings.update(control_draws=control_draws)
+    settings.update(control_draws=control_draws, code_fits=list(code_fits) if code_fits else None)
     meta = _report_meta(settings, control_at, majority, items, checkpoint, index, manifest, prompts, decoding)
     return write_report(out, results, FewShotReport(metric, task, split, matching, meta=meta))
 

@@ -1,6 +1,6 @@
 "Few-shot evaluation: stand-in models against the baselines and controls, the report, the output folder, seeds."
 
-import json, os, random
+import json, os, random, zlib
 from pathlib import Path
 from types import SimpleNamespace as NS
 import numpy as np
@@ -12,6 +12,8 @@ from audioflamingo_lab.fewshot import evaluate, generate_answers, FewShotValidat
 from audioflamingo_lab.fewshot_controls import LabelCopier, AudioOracle, knn_label, gates_closed
 from audioflamingo_lab.fewshot_controls import without_query_audio, shuffled_shot_audio
 from audioflamingo_lab.fewshot_report import FewShotReport
+from audioflamingo_lab.flamingo import build_model
+from audioflamingo_lab.audio_codes import codebook_fitted_on, vote
 
 CLASSES = ["bell", "dog", "rain", "siren", "wind"]
 
@@ -239,6 +241,42 @@ def test_knn_centred_is_the_vote_on_pool_centred_vectors(tok, items, tmp_path):
         )
         is None
     )  # an index without vectors: no centred row
+
+
+class ClipCache:
+    "One window per clip of the model's width: a fixed random vector per file name."
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def get(self, path, start=None, duration=None):
+        g = torch.Generator().manual_seed(zlib.crc32(Path(path).name.encode()))
+        return torch.randn(1, self.dim, generator=g), torch.tensor([True])
+
+
+def test_code_fits_answer_the_vote_of_each_fits_answers(items, tmp_path):
+    torch.manual_seed(0)
+    model = build_model("tiny", audio_codes=2, code_gate_init=4.0).eval()
+    cache = ClipCache(model.config.encoder_dim)
+    controls = ["no-query-audio", "gates-off"]
+    kw = dict(shots=[1], select=["balanced"], ways=3, seeds=[0], cache=cache, max_new_tokens=4, readout="options")
+    kw.update(controls=controls, limit=9)
+    pool = [it for it in items if it.split == "train"]
+
+    def answers(folder):
+        lines = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+        return {(x["condition"], x["id"]): x["prediction"] for x in lines if x["condition"] in ("model", *controls)}
+
+    single = []
+    for fit in (0, 1, 2):
+        with codebook_fitted_on(model, pool, cache, fit):
+            evaluate(model, items, out=tmp_path / f"fit{fit}", **kw)
+        single.append(answers(tmp_path / f"fit{fit}"))
+    voted = evaluate(model, items, out=tmp_path / "vote", code_fits=[0, 1, 2], **kw)
+    got = answers(tmp_path / "vote")
+    assert len(got) == 27 and got == {key: vote([s[key] for s in single]) for key in got}
+    assert voted.meta["code_fits"] == [0, 1, 2] and not model.codebook.fitted  # the model's own (unfitted) book back
+    assert any(len({s[key] for s in single}) > 1 for key in got)  # the fits disagree somewhere: the vote decides
 
 
 def test_knn_ties_go_to_the_most_similar_shot():
