@@ -48,7 +48,7 @@ class DemoConfig:
     code_temperature: float = 0.0  # 0: hard codes; > 0: soft codes, each book's rows blended by similarity (06d)
     code_fit_seed: int | None = None  # k-means seed of the held-out books; None = the run's seed, so the spread over
     # seeds includes the fit's (three fits of the frozen LM span 0.63-0.79 on val); the records before v2 used 0
-    code_fits: int = 1  # held-out answers: the vote over this many fits (06d; 3 raised the frozen LM on val); 1 = one
+    code_fits: int = 1  # held-out answers voted over this many k-means fits (06d); 1 = the run's fit alone
     mode: str = "pretrain"  # LM frozen, no LoRA: the codes use the LM's own induction heads (LoRA learned to copy
     # labels in the runs without codes, where closing the gates scored higher than the model: README)
     gate_lr: float = 0.02  # a gate moves ~gate_lr per step: 100 steps can open it fully
