@@ -10,21 +10,12 @@ import json, sys, time
 import numpy as np, torch
 
 torch.set_num_threads(2)
-from audioflamingo_lab.flamingo import build_model
-from audioflamingo_lab.demo import DemoConfig, model_overrides
 from audioflamingo_lab.audio_codes import AudioCodebook, clip_vectors
-from audioflamingo_lab.encoders import EmbeddingCache
-from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.icl import BalancedShots, make_episodes
-from audioflamingo_lab.rag import embed_clips
-from frozen_lm import options_accuracy  # a sibling file: scripts run as python benchmarks/icl/NAME.py
+from frozen_lm import frozen_setup, options_accuracy  # a sibling file: scripts run as python benchmarks/icl/NAME.py
 
 data, cache_dir, out = sys.argv[1:4]
-H = f"{data}/spoken_languages/manifest.jsonl"
-pool, queries = read_manifest(H, split="train"), read_manifest(H, split="val")
-net = build_model("small", **model_overrides(DemoConfig())).eval()
-cache = EmbeddingCache(cache_dir, net.encoder, max_windows=4)
-P = embed_clips(pool, net.encoder, cache_root=cache, max_windows=4).astype(np.float32)
+H, pool, queries, net, cache, P = frozen_setup(data, cache_dir)
 P /= np.linalg.norm(P, axis=1, keepdims=True)
 mean = torch.from_numpy(P.mean(0))
 demo_similarity = AudioCodebook.similarity

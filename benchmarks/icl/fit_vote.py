@@ -8,34 +8,20 @@ Record: benchmarks/results/audio_codes/fit_vote_val.json.
 """
 
 import json, sys, time
-from collections import Counter
 import numpy as np, torch
 
 torch.set_num_threads(2)
-from audioflamingo_lab.flamingo import build_model
-from audioflamingo_lab.demo import DemoConfig, model_overrides
-from audioflamingo_lab.encoders import EmbeddingCache
+from audioflamingo_lab.audio_codes import vote  # the library's: ties to the earliest fit's answer
 from audioflamingo_lab.fewshot import generate_answers
 from audioflamingo_lab.fewshot_report import paired_difference
-from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.icl import BalancedShots, make_episodes
-from audioflamingo_lab.rag import embed_clips
+from frozen_lm import frozen_setup  # a sibling file: scripts run as python benchmarks/icl/NAME.py
 
 FITS = (0, 1, 2, 3, 4)
 
 
-def vote(answers: list[str]) -> str:
-    "The most frequent answer; ties go to the earliest answer among the tied labels."
-    counts = Counter(answers)
-    return next(a for a in answers if counts[a] == max(counts.values()))
-
-
 data, cache_dir, out = sys.argv[1:4]
-H = f"{data}/spoken_languages/manifest.jsonl"
-pool, queries = read_manifest(H, split="train"), read_manifest(H, split="val")
-net = build_model("small", **model_overrides(DemoConfig())).eval()
-cache = EmbeddingCache(cache_dir, net.encoder, max_windows=4)
-P = embed_clips(pool, net.encoder, cache_root=cache, max_windows=4).astype(np.float32)
+H, pool, queries, net, cache, P = frozen_setup(data, cache_dir)
 episodes = make_episodes(queries, BalancedShots(pool, ways=5, seed=0), 1)
 truth = [e.query.answer for e in episodes]
 ids = [e.query.id for e in episodes]
