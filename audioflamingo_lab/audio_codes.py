@@ -13,8 +13,8 @@ from torch import nn
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['clip_vectors', 'code_words', 'AudioCodebook', 'sep_owner', 'fit_codebook', 'codebook_fitted_on', 'vote',
-           'answers_over_fits']
+__all__ = ['clip_vectors', 'code_words', 'AudioCodebook', 'sep_owner', 'pool_vectors', 'fit_codebook', 'codebook_fitted_on',
+           'vote', 'answers_over_fits']
 
 # %% ../nbs/06d_audio_codes.ipynb #4e99296d
 def clip_vectors(window_embeds: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
@@ -162,15 +162,20 @@ def _blend(self: AudioCodebook, weights: torch.Tensor, token_rows: torch.Tensor,
         return weights[..., start : start + n].float() @ token_rows[self.words[start : start + n]].float()
 
 # %% ../nbs/06d_audio_codes.ipynb #635265ea
-def fit_codebook(model, items, cache=None, seed: int = 0):
-    "Fit `model.codebook` on the clip vectors of `items` (a manifest's items or audio paths); returns the model."
+def pool_vectors(model, items, cache=None) -> np.ndarray:
+    "Unit clip vectors (N, dim) of `items` (a manifest's items or audio paths) from the model's encoder, as fit uses."
     from audioflamingo_lab.rag import embed_clips
 
     if getattr(model, "codebook", None) is None:
         raise ValueError("this model has no audio codebook: build it with audio_codes > 0")
     if model.encoder is None:
         raise ValueError("fit_codebook needs a model with a window encoder to embed the pool's clips")
-    vectors = embed_clips(items, model.encoder, cache_root=cache, max_windows=model.config.max_windows)
+    return embed_clips(items, model.encoder, cache_root=cache, max_windows=model.config.max_windows)
+
+
+def fit_codebook(model, items, cache=None, seed: int = 0):
+    "Fit `model.codebook` on the clip vectors of `items` (items, audio paths, or their `pool_vectors`); returns it."
+    vectors = items if isinstance(items, np.ndarray) else pool_vectors(model, items, cache)
     model.codebook.fit(vectors, seed=seed)
     return model
 

@@ -22,7 +22,7 @@ from .evaluation import MATCH_THRESHOLD, ngram_similarity, metric_for_task, scor
 from .fewshot_controls import CONTROLS, knn_label, majority_label, gates_closed, baseline_predictions
 from .fewshot_controls import without_query_audio, shuffled_shot_audio
 from .fewshot_report import FewShotReport, prepare_out, write_report
-from .audio_codes import codebook_fitted_on, answers_over_fits, vote
+from .audio_codes import codebook_fitted_on, answers_over_fits, pool_vectors, vote
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'generate_answers', 'evaluate', 'FewShotValidation']
@@ -200,7 +200,7 @@ def _chance(episodes) -> float:
 # %% ../nbs/12b_fewshot.ipynb #aba345aa
 def _answers(model, eps, condition, desc, memo, decoding, gen, fits=None) -> tuple:
     """(answers, rendered) of `eps` under `condition` (gates closed for 'gates-off'), generated once per signature;
-    `gen` = (cache, encoder, batch_size, max_tokens); `fits` = (pool, k-means seeds): the vote over those code books."""
+    `gen` = (cache, encoder, batch_size, max_tokens); `fits` = (pool vectors, k-means seeds): vote over those books."""
     key = _signature(eps, condition == "gates-off")
     if key not in memo or decoding.get("do_sample"):
         with gates_closed(model) if condition == "gates-off" else nullcontext():
@@ -288,7 +288,7 @@ def evaluate(
     decoding["readout"] = readout  # generate_answers' argument; the report's meta records it with the decoding
     majority = majority_label(pool) if pool and metric == "accuracy" else None
     memo, gen = {}, (cache, encoder, batch_size, max_tokens)  # generate_answers' arguments after the episodes
-    fits = (pool, list(code_fits)) if code_fits else None  # 06d's vote over k-means fits
+    fits = (pool_vectors(model, pool, cache), list(code_fits)) if code_fits else None  # 06d's vote; pool embedded once
     score = partial(_entry, metric, matching=matching, threshold=threshold, similarity=similarity)
     results, prompts = defaultdict(list), []
     for seed in seeds:

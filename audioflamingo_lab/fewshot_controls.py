@@ -15,7 +15,7 @@ from .core import Item, Episode
 from .template import token_ids, SEP, EOC
 
 # %% auto #0
-__all__ = ['CONTROLS', 'knn_label', 'copy_last_label', 'majority_label', 'clip_vectors', 'shot_similarities',
+__all__ = ['CONTROLS', 'knn_label', 'copy_last_label', 'majority_label', 'episode_vectors', 'shot_similarities',
            'baseline_predictions', 'without_query_audio', 'shuffled_shot_audio', 'gates_closed', 'LabelCopier',
            'AudioOracle']
 
@@ -39,7 +39,7 @@ def majority_label(pool: Sequence[Item]) -> str:
     return min(counts, key=lambda label: (-counts[label], label))
 
 # %% ../nbs/12c_fewshot_controls.ipynb #9897222b
-def clip_vectors(episodes: Sequence[Episode], index) -> dict | None:
+def episode_vectors(episodes: Sequence[Episode], index) -> dict | None:
     "{(id, audio): unit vector} of every clip in the episodes, from the index (None without an index that has them)."
     if index is None or not hasattr(index, "query_vectors"):
         return None
@@ -60,7 +60,7 @@ def baseline_predictions(episodes: Sequence[Episode], k: int, majority: str | No
     out = {"majority": [majority] * len(episodes)} if majority is not None else {}
     if k == 0:
         return out
-    vectors = clip_vectors(episodes, index)
+    vectors = episode_vectors(episodes, index)
     sims = shot_similarities(episodes, vectors) if vectors else [None] * len(episodes)
     out["knn"] = [knn_label(ep, s) for ep, s in zip(episodes, sims)]
     if vectors and getattr(index, "vectors", None) is not None:

@@ -20,7 +20,7 @@ from audioflamingo_lab.manifest import read_manifest
 from audioflamingo_lab.icl import BalancedShots, RetrievedShots, make_episodes
 from audioflamingo_lab.rag import ClipIndex
 from audioflamingo_lab.fewshot import generate_answers
-from audioflamingo_lab.fewshot_controls import clip_vectors, shot_similarities  # the report's own knn similarities
+from audioflamingo_lab.fewshot_controls import episode_vectors, shot_similarities  # the report's own knn similarities
 from audioflamingo_lab.fewshot_controls import knn_label
 from audioflamingo_lab.evaluation import score_predictions
 
@@ -60,7 +60,9 @@ for config in args.configs.split(";"):
                         net, eps, cache, None, 8, 384, max_new_tokens=12, do_sample=False, num_beams=1
                     )
                 accs.append(score_predictions("accuracy", ans, [e.query for e in eps]).score)
-                votes = [knn_label(e, sims) for e, sims in zip(eps, shot_similarities(eps, clip_vectors(eps, index)))]
+                votes = [
+                    knn_label(e, sims) for e, sims in zip(eps, shot_similarities(eps, episode_vectors(eps, index)))
+                ]
                 knns.append(score_predictions("accuracy", votes, [e.query for e in eps]).score)
             scores[name] = dict(mean=round(float(np.mean(accs)), 3), per_draw=accs)
             baselines[name] = dict(knn=round(float(np.mean(knns)), 3), per_draw=knns)

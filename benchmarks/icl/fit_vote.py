@@ -12,10 +12,9 @@ import numpy as np, torch
 
 torch.set_num_threads(2)
 from audioflamingo_lab.audio_codes import vote  # the library's: ties to the earliest fit's answer
-from audioflamingo_lab.fewshot import generate_answers
 from audioflamingo_lab.fewshot_report import paired_difference
 from audioflamingo_lab.icl import BalancedShots, make_episodes
-from frozen_lm import frozen_setup  # a sibling file: scripts run as python benchmarks/icl/NAME.py
+from frozen_lm import frozen_setup, options_answers  # a sibling file: scripts run as python benchmarks/icl/NAME.py
 
 FITS = (0, 1, 2, 3, 4)
 
@@ -29,9 +28,7 @@ answers, seconds, t0 = {}, {}, time.time()
 for fit in FITS:
     t = time.time()
     net.codebook.fit(P, seed=fit)
-    answers[fit], _ = generate_answers(
-        net, episodes, cache, None, 8, 384, readout="options", max_new_tokens=12, do_sample=False, num_beams=1
-    )
+    answers[fit] = options_answers(net, episodes, cache)
     seconds[fit] = round(time.time() - t, 1)
     print(fit, np.mean([a == y for a, y in zip(answers[fit], truth)]), seconds[fit], flush=True)
 

@@ -21,9 +21,16 @@ def frozen_setup(data, cache_dir, split="val"):
     return manifest, pool, queries, net, cache, vectors
 
 
-def options_accuracy(net, episodes, cache) -> float:
-    "Greedy answers in batches of 8 (prompts up to 384 tokens), options readout, scored by exact label."
+def options_answers(net, episodes, cache) -> list[str]:
+    "Greedy answers in batches of 8 (prompts up to 384 tokens), options readout: as the demo reads them."
     answers, _ = generate_answers(
         net, episodes, cache, None, 8, 384, readout="options", max_new_tokens=12, do_sample=False, num_beams=1
     )
-    return round(score_predictions("accuracy", answers, [e.query for e in episodes]).score, 3)
+    return answers
+
+
+def options_accuracy(net, episodes, cache) -> float:
+    "`options_answers` scored by exact label."
+    return round(
+        score_predictions("accuracy", options_answers(net, episodes, cache), [e.query for e in episodes]).score, 3
+    )
