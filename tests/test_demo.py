@@ -93,6 +93,7 @@ def test_demo_config_the_default_and_the_full_evaluation():
     lean = demo_config()
     assert lean.controls_at == (("balanced", 1),) and lean.control_draws == 1 and lean.eval_seeds == (0,)
     assert "random" not in lean.shots and lean.shots["rag"] == [0, 1, 4, 8]  # the must-show rows
+    assert lean.code_fits == 3 and demo_config(quick=True).code_fits == 1  # the fit vote (README); QUICK: one fit
     full = demo_config(full_eval=True)
     assert {k: getattr(full, k) for k in FULL_EVAL} == FULL_EVAL and full.steps == lean.steps
     assert demo_config(quick=True, full_eval=True).steps == demo_config(quick=True).steps
