@@ -1,13 +1,12 @@
 """What the val sweeps of the frozen LM share: the accuracy of a model on episodes, read as the demo reads them."""
 
-import numpy as np
+from audioflamingo_lab.audio_codes import pool_vectors
 from audioflamingo_lab.demo import DemoConfig, model_overrides
 from audioflamingo_lab.encoders import EmbeddingCache
 from audioflamingo_lab.evaluation import score_predictions
 from audioflamingo_lab.fewshot import generate_answers
 from audioflamingo_lab.flamingo import build_model
 from audioflamingo_lab.manifest import read_manifest
-from audioflamingo_lab.rag import embed_clips
 
 
 def frozen_setup(data, cache_dir, split="val"):
@@ -16,9 +15,8 @@ def frozen_setup(data, cache_dir, split="val"):
     manifest = f"{data}/spoken_languages/manifest.jsonl"
     pool, queries = read_manifest(manifest, split="train"), read_manifest(manifest, split=split)
     net = build_model("small", **model_overrides(DemoConfig())).eval()
-    cache = EmbeddingCache(cache_dir, net.encoder, max_windows=4)
-    vectors = embed_clips(pool, net.encoder, cache_root=cache, max_windows=4).astype(np.float32)
-    return manifest, pool, queries, net, cache, vectors
+    cache = EmbeddingCache(cache_dir, net.encoder, max_windows=net.config.max_windows)
+    return manifest, pool, queries, net, cache, pool_vectors(net, pool, cache)  # as the demo's fit embeds them
 
 
 def options_answers(net, episodes, cache) -> list[str]:
